@@ -1,0 +1,17 @@
+"""hiddennets: find and study hidden subnetworks inside randomly weighted neural networks.
+
+    from hiddennets import load_config, train, build_model
+    cfg = load_config("sweeps/quickstart.yaml", density=0.3, algo="ep")
+    result = train(cfg)          # final metrics; outputs under the run folder
+    model = build_model(cfg)     # any arch with the algorithm's layers plugged in
+
+This package never imports Ray; orchestration lives in `pipeline`.
+"""
+from hiddennets.build import build_model
+from hiddennets.config import ConfigError, RunConfig, config_from_dict, load_config
+from hiddennets.engine import train
+from hiddennets.masks import kept_count, topk_mask
+
+__all__ = ["ConfigError", "RunConfig", "build_model", "config_from_dict", "kept_count", "load_config",
+           "topk_mask", "train"]
+__version__ = "0.1.0"

@@ -1,0 +1,45 @@
+"""What an algorithm is to the trainer: its layer types, which parameters train, and hooks.
+
+An algorithm module defines its layer mixin, the conv/linear classes built from it, and one
+`Algorithm` instance; adding an algorithm is that file plus one line in `algorithms/__init__.py`.
+The hooks are no-ops here so simple algorithms only override what they need.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn as nn
+
+from hiddennets.layers import SubnetConv2d, SubnetLinear, subnet_layers
+
+if TYPE_CHECKING:
+    from hiddennets.config import RunConfig
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    name: str
+    conv_type: type[SubnetConv2d]
+    linear_type: type[SubnetLinear]
+    description: str = ""
+
+    def prepare(self, model: nn.Module, cfg: "RunConfig") -> None:
+        """Freeze everything, then let each masked layer and (if learn_bn) BN unfreeze what trains."""
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for layer in subnet_layers(model):
+            layer.set_trainable(cfg)
+        if cfg.learn_bn:
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+                    m.weight.requires_grad_(True)
+                    m.bias.requires_grad_(True)
+
+    def regularizer(self, model: nn.Module, cfg: "RunConfig") -> torch.Tensor | None:
+        """An extra loss term added to the task loss (None: nothing)."""
+        return None
+
+    def after_step(self, model: nn.Module, cfg: "RunConfig") -> None:
+        """Called after every optimiser step (e.g. clamping relaxed scores)."""

@@ -1,0 +1,87 @@
+"""Weight and score initialisations (DESIGN.md section 3).
+
+Scaled variants divide the fan by the layer's density: std = gain / sqrt(fan * density), so the
+kept subnetwork has the variance a dense layer of that fan would have.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from hiddennets.config import ConfigError
+
+WEIGHT_INITS = ("kaiming_normal", "kaiming_uniform", "signed_constant", "unsigned_constant", "xavier_normal")
+# The seeds' short codes; a leading "u" means unscaled.
+INIT_ALIASES = {
+    "kn": ("kaiming_normal", True), "ukn": ("kaiming_normal", False),
+    "sc": ("signed_constant", True), "usc": ("signed_constant", False),
+    "uc": ("unsigned_constant", True), "uuc": ("unsigned_constant", False),
+}
+SCORE_INITS = ("kaiming_uniform", "kaiming_normal", "uniform", "half", "bernoulli", "beta")
+
+
+def resolve_init(name: str, scaled: bool) -> tuple[str, bool]:
+    """Map a seed alias ('usc') to (init name, scaled); pass full names through."""
+    if name in INIT_ALIASES:
+        return INIT_ALIASES[name]
+    if name in WEIGHT_INITS:
+        return name, scaled
+    valid = ", ".join(list(WEIGHT_INITS) + sorted(INIT_ALIASES))
+    raise ConfigError(f"init: unknown init '{name}'; valid: {valid}")
+
+
+def fans(weight: torch.Tensor) -> tuple[int, int]:
+    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(weight)
+    return fan_in, fan_out
+
+
+@torch.no_grad()
+def init_weight(weight: torch.Tensor, name: str, scaled: bool, density: float,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Initialise `weight` in place. Fan mode fan_in, ReLU gain sqrt(2), as in the seeds."""
+    fan_in, fan_out = fans(weight)
+    scale = density if scaled else 1.0
+    gain = math.sqrt(2.0)
+    if name == "kaiming_normal":
+        weight.normal_(0.0, gain / math.sqrt(fan_in * scale), generator=generator)
+    elif name == "kaiming_uniform":
+        bound = gain * math.sqrt(3.0 / (fan_in * scale))
+        weight.uniform_(-bound, bound, generator=generator)
+    elif name in ("signed_constant", "unsigned_constant"):
+        std = gain / math.sqrt(fan_in * scale)
+        if name == "signed_constant":
+            signs = torch.randn(weight.shape, generator=generator, dtype=weight.dtype).sign()
+            weight.copy_(signs * std)
+        else:
+            weight.fill_(std)
+    elif name == "xavier_normal":
+        weight.normal_(0.0, math.sqrt(2.0 / ((fan_in + fan_out) * scale)), generator=generator)
+    else:
+        raise ConfigError(f"init: unknown init '{name}'; valid: {', '.join(WEIGHT_INITS)}")
+    return weight
+
+
+@torch.no_grad()
+def init_scores(scores: torch.Tensor, name: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Score initialisations: edge-popup's kaiming_uniform(a=sqrt 5) and Gem-Miner's [0,1] ones."""
+    if name == "kaiming_uniform":
+        # nn.Conv2d's default: kaiming_uniform with a=sqrt(5) -> bound = 1/sqrt(fan_in)
+        fan_in, _ = fans(scores)
+        bound = 1.0 / math.sqrt(fan_in)
+        scores.uniform_(-bound, bound, generator=generator)
+    elif name == "kaiming_normal":
+        fan_in, _ = fans(scores)
+        scores.normal_(0.0, math.sqrt(2.0 / fan_in), generator=generator)
+    elif name == "uniform":
+        scores.uniform_(0.0, 1.0, generator=generator)
+    elif name == "half":
+        scores.fill_(0.5)
+    elif name == "bernoulli":
+        scores.bernoulli_(0.5, generator=generator)
+    elif name == "beta":
+        scores.copy_(torch.distributions.Beta(2.0, 2.0).sample(scores.shape))
+    else:
+        raise ConfigError(f"score_init: unknown '{name}'; valid: {', '.join(SCORE_INITS)}")
+    return scores

@@ -1,0 +1,110 @@
+"""Masked layers and the layer factory that plugs an algorithm's layers into any architecture.
+
+Each algorithm defines a small mixin with `setup(density, cfg)`, `mask()` and `effective_weight()`;
+`SubnetConv2d` / `SubnetLinear` run the ordinary conv / linear with the effective weight. The model
+builders only ever call `factory.conv(...)`, `factory.linear(...)`, `factory.bn(...)` and
+`factory.act()`, so a new algorithm needs no change to any architecture.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hiddennets.init import init_weight
+
+if TYPE_CHECKING:
+    from hiddennets.config import RunConfig
+
+
+class SubnetMixin:
+    """What every algorithm's layer provides. `weight` is the random (or trained) dense weight."""
+
+    density: float = 1.0
+    weight: torch.Tensor
+
+    def setup(self, density: float, cfg: "RunConfig") -> None:
+        self.density = density
+
+    def mask(self) -> torch.Tensor:
+        """The current 0/1 mask (same shape as weight)."""
+        return torch.ones_like(self.weight)
+
+    def effective_weight(self) -> torch.Tensor:
+        return self.weight
+
+    def set_trainable(self, cfg: "RunConfig") -> None:
+        """Decide which of this layer's parameters the optimiser updates."""
+        self.weight.requires_grad_(True)
+
+    @torch.no_grad()
+    def kept(self) -> tuple[torch.Tensor, int]:
+        """(number of weights kept as a tensor, total) for measuring density."""
+        return (self.mask() != 0).sum(), self.weight.numel()
+
+
+class SubnetConv2d(SubnetMixin, nn.Conv2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.effective_weight(), self.bias)
+
+
+class SubnetLinear(SubnetMixin, nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.effective_weight(), self.bias)
+
+
+class LayerFactory:
+    """Builds layers for one run: the algorithm's masked conv/linear, BN and activations.
+
+    `first=True` / `last=True` mark the input and output layers, which stay dense (density 1) when
+    the config says `first_layer_dense` / `last_layer_dense`.
+    """
+
+    def __init__(self, conv_type: type[SubnetConv2d], linear_type: type[SubnetLinear], cfg: "RunConfig"):
+        self.conv_type, self.linear_type, self.cfg = conv_type, linear_type, cfg
+
+    def _density(self, first: bool, last: bool) -> float:
+        if (first and self.cfg.first_layer_dense) or (last and self.cfg.last_layer_dense):
+            return 1.0
+        return self.cfg.density
+
+    def _finish(self, layer: SubnetMixin, density: float) -> nn.Module:
+        init_weight(layer.weight, self.cfg.init, self.cfg.scaled, density)
+        layer.setup(density, self.cfg)
+        return layer
+
+    def conv(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0,
+             groups: int = 1, *, first: bool = False, last: bool = False) -> nn.Module:
+        layer = self.conv_type(in_ch, out_ch, kernel_size, stride=stride, padding=padding, groups=groups, bias=False)
+        return self._finish(layer, self._density(first, last))
+
+    def linear(self, in_features: int, out_features: int, *, first: bool = False, last: bool = False) -> nn.Module:
+        layer = self.linear_type(in_features, out_features, bias=False)
+        return self._finish(layer, self._density(first, last))
+
+    def bn(self, channels: int) -> nn.Module:
+        # Non-affine BN (running statistics, no gamma/beta) unless learn_bn: the seeds' default.
+        return nn.BatchNorm2d(channels, affine=self.cfg.learn_bn)
+
+    def bn1d(self, features: int) -> nn.Module:
+        return nn.BatchNorm1d(features, affine=self.cfg.learn_bn)
+
+    def act(self) -> nn.Module:
+        return nn.ReLU(inplace=True)
+
+
+def subnet_layers(model: nn.Module) -> list[SubnetMixin]:
+    return [m for m in model.modules() if isinstance(m, SubnetMixin)]
+
+
+@torch.no_grad()
+def measured_density(model: nn.Module) -> float:
+    """Fraction of all masked-layer weights that the current masks keep (one host sync)."""
+    layers = subnet_layers(model)
+    if not layers:
+        return 1.0
+    kept = [layer.kept() for layer in layers]
+    total = sum(n for _, n in kept)
+    return float(torch.stack([k for k, _ in kept]).sum().item()) / total

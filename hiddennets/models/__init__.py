@@ -1,0 +1,30 @@
+"""Architecture registry: name -> builder(factory, num_classes, in_channels, image_size, width)."""
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import torch.nn as nn
+
+from hiddennets.models import conv, resnet
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "conv_digits": conv.conv_digits,
+    "conv2": partial(conv.conv_n, 2),
+    "conv4": partial(conv.conv_n, 4),
+    "conv6": partial(conv.conv_n, 6),
+    "conv8": partial(conv.conv_n, 8),
+    "vgg_small": conv.vgg_small,
+    "resnet18_cifar": resnet.resnet_cifar(resnet.BasicBlock, [2, 2, 2, 2]),
+    "resnet34_cifar": resnet.resnet_cifar(resnet.BasicBlock, [3, 4, 6, 3]),
+    "resnet50_cifar": resnet.resnet_cifar(resnet.Bottleneck, [3, 4, 6, 3]),
+    "resnet20": resnet.resnet_cifar_a(20),
+    "resnet32": resnet.resnet_cifar_a(32),
+    "resnet56": resnet.resnet_cifar_a(56),
+    "resnet18": resnet.resnet_imagenet(resnet.BasicBlock, [2, 2, 2, 2]),
+    "resnet50": resnet.resnet_imagenet(resnet.Bottleneck, [3, 4, 6, 3]),
+    "resnet101": resnet.resnet_imagenet(resnet.Bottleneck, [3, 4, 23, 3]),
+    "wide_resnet50_2": resnet.resnet_imagenet(resnet.Bottleneck, [3, 4, 6, 3], base_width=128),
+}
+
+__all__ = ["ARCHITECTURES"]

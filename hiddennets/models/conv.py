@@ -1,0 +1,66 @@
+"""Conv2/4/6/8 of the hidden-networks and lottery-ticket papers, and a small net for 8x8 digits.
+
+Conv-n widths (x `width`): 64,64,P | 128,128,P | 256,256,P | 512,512,P, then FC 256, 256, classes.
+Like the seeds, the Conv-n nets have no BatchNorm and no biases.
+"""
+from __future__ import annotations
+
+import torch.nn as nn
+
+from hiddennets.layers import LayerFactory
+
+_CONV_STAGES = {2: [64], 4: [64, 128], 6: [64, 128, 256], 8: [64, 128, 256, 512]}
+
+
+def _scaled(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+def conv_n(depth: int, f: LayerFactory, num_classes: int, in_channels: int, image_size: int,
+           width: float = 1.0) -> nn.Module:
+    layers: list[nn.Module] = []
+    ch, size, first = in_channels, image_size, True
+    for stage in _CONV_STAGES[depth]:
+        out = _scaled(stage, width)
+        layers += [f.conv(ch, out, 3, padding=1, first=first), f.act(),
+                   f.conv(out, out, 3, padding=1), f.act(), nn.MaxPool2d(2)]
+        ch, size, first = out, size // 2, False
+    hidden = _scaled(256, width)
+    layers += [nn.Flatten(),
+               f.linear(ch * size * size, hidden), f.act(),
+               f.linear(hidden, hidden), f.act(),
+               f.linear(hidden, num_classes, last=True)]
+    return nn.Sequential(*layers)
+
+
+def conv_digits(f: LayerFactory, num_classes: int, in_channels: int, image_size: int,
+                width: float = 1.0) -> nn.Module:
+    """For 8x8 inputs: 64,64,P,128,128,P (4x4 -> 2x2), FC 256, classes; non-affine BN after each layer."""
+    c1, c2, h = _scaled(64, width), _scaled(128, width), _scaled(256, width)
+    size = image_size // 4
+    return nn.Sequential(
+        f.conv(in_channels, c1, 3, padding=1, first=True), f.bn(c1), f.act(),
+        f.conv(c1, c1, 3, padding=1), f.bn(c1), f.act(), nn.MaxPool2d(2),
+        f.conv(c1, c2, 3, padding=1), f.bn(c2), f.act(),
+        f.conv(c2, c2, 3, padding=1), f.bn(c2), f.act(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        f.linear(c2 * size * size, h), f.bn1d(h), f.act(),
+        f.linear(h, num_classes, last=True),
+    )
+
+
+def vgg_small(f: LayerFactory, num_classes: int, in_channels: int, image_size: int,
+              width: float = 1.0) -> nn.Module:
+    """VGG-Small of LQ-Nets / biprop: 128,128,P,256,256,P,512,512,P then one FC (x width: 1.25 for MPT-1/1)."""
+    widths = [_scaled(c, width) for c in (128, 128, 256, 256, 512, 512)]
+    layers: list[nn.Module] = []
+    ch = in_channels
+    for i, out in enumerate(widths):
+        layers.append(f.conv(ch, out, 3, padding=1, first=(i == 0)))
+        if i % 2 == 1:
+            layers.append(nn.MaxPool2d(2))  # biprop pools before BN on the second conv of a pair
+        layers += [f.bn(out), f.act()]
+        ch = out
+    size = image_size // 8
+    layers += [nn.Flatten(), f.linear(ch * size * size, num_classes, last=True)]
+    return nn.Sequential(*layers)

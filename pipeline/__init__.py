@@ -1,0 +1,1 @@
+"""Orchestration around hiddennets: specs, CLIs, sweeps on Ray, result tables, reports, benchmarks."""

@@ -1,0 +1,20 @@
+"""What every command line here shares: one-line errors with exit code 2 instead of tracebacks."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from hiddennets.config import ConfigError
+
+EXIT_BAD_INPUT = 2
+
+
+def run_main(main: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
+    try:
+        return main(sys.argv[1:] if argv is None else argv)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
