@@ -33,7 +33,8 @@ def _mask_kthvalue(scores: torch.Tensor, k: int) -> torch.Tensor:
     return (scores >= threshold).to(scores.dtype)
 
 
-# Chosen by `python -m pipeline.bench` (mask methods section); all are exact on tie-free scores.
+# `python -m pipeline.bench` times these; the library uses topk (about 7x faster than a stable sort on
+# CPU, as fast as kthvalue, and unlike kthvalue it keeps exactly k when scores tie).
 MASK_METHODS = {"topk": _mask_topk, "sort": _mask_sort, "kthvalue": _mask_kthvalue}
 
 
@@ -42,7 +43,7 @@ class TopKMaskSTE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, scores: torch.Tensor, k: int) -> torch.Tensor:  # type: ignore[override]
-        return _mask_sort(scores, k) if k < scores.numel() else torch.ones_like(scores)
+        return _mask_topk(scores, k) if k < scores.numel() else torch.ones_like(scores)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
