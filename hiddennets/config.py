@@ -6,6 +6,7 @@ that names the key and says what would be valid.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import hashlib
@@ -201,7 +202,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Return a copy of `data` with dotted-key overrides set (nested dicts created as needed)."""
-    data = json.loads(json.dumps(data, default=list))  # deep copy of plain YAML data
+    data = copy.deepcopy(data)
     for dotted, value in overrides.items():
         node = data
         parts = dotted.split(".")

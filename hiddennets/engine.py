@@ -223,8 +223,6 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, callbacks: Iterable
     finally:
         if writer is not None:
             writer.close()
-    if not state.history:
-        raise ConfigError(f"{run_dir}: no epochs recorded (epochs={cfg.epochs})")
     result = summarise_run(state.history, run_dir)
     if info.is_main:
         write_json(result, run_dir / "result.json")
