@@ -1,13 +1,85 @@
-"""Sweep spec files (DESIGN.md section 5): the top-level keys and the run config in `base:`."""
+"""Sweep spec files (DESIGN.md section 5): top-level keys, the run config in `base:`, the grid.
+
+    name: quickstart
+    base: {...}                       # one run config; every key validated
+    grid:                             # cartesian product; a mapping value is a sampled axis
+      algo: [ep, random_mask]
+      density: [0.1, 0.5]
+      optimizer.lr: {loguniform: [0.01, 0.2]}
+    num_samples: 1                    # repeats of the grid (each repeat draws the sampled axes anew)
+    scheduler: {name: asha, metric: val_acc, mode: max, grace_period: 2, reduction_factor: 3}
+    resources: {workers_per_trial: 1, cpus_per_worker: 1, gpus_per_worker: 0}
+    max_failures: 2                   # retries of a failing trial, from its last checkpoint
+    storage: results
+"""
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from hiddennets.config import ConfigError, RunConfig, config_from_dict, parse_override, read_yaml, \
+from hiddennets.config import ConfigError, RunConfig, config_from_dict, from_dict, parse_override, read_yaml, \
     run_section, unknown_key_error
 
-SPEC_KEYS = ("name", "description", "base", "grid", "scheduler", "resources", "storage")
+SPEC_KEYS = ("name", "description", "base", "grid", "num_samples", "scheduler", "resources", "max_failures", "storage")
+SAMPLERS = ("loguniform", "uniform", "choice", "randint")
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = "asha"  # asha | fifo
+    metric: str = "val_acc"
+    mode: str = "max"
+    grace_period: int = 1
+    reduction_factor: int = 3
+
+
+@dataclass
+class ResourcesConfig:
+    workers_per_trial: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    base: dict[str, Any]
+    grid: dict[str, Any] = field(default_factory=dict)
+    num_samples: int = 1
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    max_failures: int = 2
+    storage: str = "results"
+    description: str = ""
+
+    def grid_axes(self) -> dict[str, list[Any]]:
+        return {k: v for k, v in self.grid.items() if isinstance(v, list)}
+
+    def sampled_axes(self) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.grid.items() if isinstance(v, dict)}
+
+    def grid_points(self) -> list[dict[str, Any]]:
+        """Every grid point's overrides (sampled axes left out: Tune draws them per trial)."""
+        axes = self.grid_axes()
+        points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+        return points * self.num_samples
+
+    def config_for(self, overrides: Mapping[str, Any]) -> RunConfig:
+        return config_from_dict(self.base, overrides)
+
+    def max_epochs(self) -> int:
+        return max(self.config_for(p).epochs for p in self.grid_points())
+
+    def fingerprint(self) -> str:
+        """Identity of what the sweep runs; a rerun with another fingerprint would mix two sweeps."""
+        blob = json.dumps({"base": self.base, "grid": self.grid, "num_samples": self.num_samples,
+                           "scheduler": vars(self.scheduler), "resources": vars(self.resources)},
+                          sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def read_spec(path: str | Path) -> dict[str, Any]:
@@ -31,5 +103,88 @@ def base_config(spec: Mapping[str, Any], overrides: Mapping[str, Any]) -> RunCon
 def storage_of(spec: Mapping[str, Any], cli_storage: str | None) -> str:
     storage = cli_storage or spec.get("storage") or "results"
     if not isinstance(storage, str):
-        raise ConfigError(f"storage: expected a path, got {storage!r}")
+        raise ConfigError(f"storage: expected a path or s3:// URI, got {storage!r}")
     return storage
+
+
+def _check_sampler(key: str, value: dict[str, Any]) -> None:
+    if len(value) != 1 or next(iter(value)) not in SAMPLERS:
+        raise ConfigError(f"grid.{key}: a sampled axis is one of {{{', '.join(SAMPLERS)}: [...]}}, got {value!r}")
+    kind, args = next(iter(value.items()))
+    if not isinstance(args, list) or not args:
+        raise ConfigError(f"grid.{key}.{kind}: expected a list of values, got {args!r}")
+    if kind in ("loguniform", "uniform", "randint"):
+        if len(args) != 2 or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args) \
+                or args[0] >= args[1] or (kind == "loguniform" and args[0] <= 0):
+            raise ConfigError(f"grid.{key}.{kind}: expected [low, high] with low < high"
+                              f"{' and low > 0' if kind == 'loguniform' else ''}, got {args!r}")
+
+
+def load_sweep(path: str | Path, overrides: Mapping[str, Any] | None = None,
+               storage: str | None = None) -> SweepSpec:
+    """Read and fully validate a sweep spec: every grid value is checked as a run config."""
+    data = read_spec(path)
+    if "base" not in data:
+        data = {"name": data.get("name", Path(path).stem), "base": data}
+    name = data.get("name") or Path(path).stem
+    if not isinstance(name, str) or not name.replace("-", "_").replace(".", "_").isidentifier():
+        raise ConfigError(f"name: expected a short name of letters, digits, '_', '-' or '.', got {name!r}")
+    base = run_section(data)
+    base.pop("name", None)
+    base = {**base, "name": name}
+    # apply CLI overrides to the base (dotted keys) and validate it
+    base = json.loads(json.dumps(config_from_dict(base, overrides or {}).to_dict()))
+    grid = data.get("grid", {})
+    if "grid" in data and not grid:
+        raise ConfigError("grid: empty; give at least one axis (e.g. density: [0.1, 0.5]) or remove the key")
+    if not isinstance(grid, dict):
+        raise ConfigError(f"grid: expected a mapping of run-config keys to lists, got {grid!r}")
+    for key, values in grid.items():
+        if isinstance(values, dict):
+            _check_sampler(key, values)
+            continue
+        if not isinstance(values, list):
+            raise ConfigError(f"grid.{key}: expected a list of values (or a sampler such as {{loguniform: [a, b]}}), "
+                              f"got {values!r}")
+        if not values:
+            raise ConfigError(f"grid.{key}: empty list; give at least one value")
+        for value in values:
+            try:
+                config_from_dict(base, {key: value})
+            except ConfigError as exc:
+                raise ConfigError(f"grid: {exc}") from None
+    kwargs: dict[str, Any] = {"name": name, "base": base, "grid": grid,
+                              "storage": storage_of(data, storage), "description": str(data.get("description", ""))}
+    if "scheduler" in data:
+        kwargs["scheduler"] = from_dict(SchedulerConfig, data["scheduler"] or {}, prefix="scheduler.")
+    if "resources" in data:
+        kwargs["resources"] = from_dict(ResourcesConfig, data["resources"] or {}, prefix="resources.")
+    for key in ("num_samples", "max_failures"):
+        if key in data:
+            value = data[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "num_samples" else 0):
+                raise ConfigError(f"{key}: expected an integer >= {1 if key == 'num_samples' else 0}, got {value!r}")
+            kwargs[key] = value
+    spec = SweepSpec(**kwargs)
+    _check_sweep(spec)
+    return spec
+
+
+def _check_sweep(spec: SweepSpec) -> None:
+    s, r = spec.scheduler, spec.resources
+    if s.name not in ("asha", "fifo"):
+        raise ConfigError(f"scheduler.name: unknown scheduler '{s.name}'; valid: asha, fifo")
+    if s.mode not in ("max", "min"):
+        raise ConfigError(f"scheduler.mode: expected max or min, got '{s.mode}'")
+    metrics = [f"{split}_{m}" for split in ("train", "val", "test") for m in ("loss", "acc", "top5")]
+    if s.metric not in metrics:
+        raise ConfigError(f"scheduler.metric: unknown metric '{s.metric}'; valid: {', '.join(metrics)}")
+    if s.grace_period < 1 or s.reduction_factor < 2:
+        raise ConfigError("scheduler: grace_period must be >= 1 and reduction_factor >= 2")
+    if r.workers_per_trial < 1:
+        raise ConfigError(f"resources.workers_per_trial: must be >= 1, got {r.workers_per_trial}")
+    if r.cpus_per_worker < 0 or r.gpus_per_worker < 0 or (r.cpus_per_worker == 0 and r.gpus_per_worker == 0):
+        raise ConfigError("resources: a worker needs some CPU or GPU (cpus_per_worker, gpus_per_worker >= 0, not both 0)")
+    if r.gpus_per_worker > 1 and r.gpus_per_worker != int(r.gpus_per_worker):
+        raise ConfigError(f"resources.gpus_per_worker: fractions only below 1 (several trials share a GPU), "
+                          f"got {r.gpus_per_worker}")

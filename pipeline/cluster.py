@@ -1,0 +1,77 @@
+"""Checks made before any trial starts: storage is writable, some node can run a trial's workers."""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import pyarrow.fs as pafs
+
+from hiddennets.config import ConfigError
+from pipeline.spec import ResourcesConfig
+
+
+def check_storage(uri: str) -> str:
+    """Create the storage folder if needed and prove it is writable; return it absolute (or the URI)."""
+    if "://" in uri:
+        try:
+            fs, path = pafs.FileSystem.from_uri(uri)
+            fs.create_dir(path, recursive=True)
+            probe = f"{path}/.write-probe-{uuid.uuid4().hex}"
+            with fs.open_output_stream(probe) as fh:
+                fh.write(b"ok")
+            fs.delete_file(probe)
+        except Exception as exc:  # pyarrow raises OSError subclasses and ArrowInvalid for bad URIs
+            raise ConfigError(f"storage: cannot write to {uri} ({exc})") from None
+        return uri
+    path = os.path.abspath(os.path.expanduser(uri))
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write-probe-{uuid.uuid4().hex}")
+        with open(probe, "w") as fh:
+            fh.write("ok")
+        os.remove(probe)
+    except OSError as exc:
+        raise ConfigError(f"storage: cannot write to {path} ({exc.strerror or exc})") from None
+    return path
+
+
+def _fits(node: dict, resources: ResourcesConfig) -> int:
+    """How many of a trial's workers one node can hold at most."""
+    have = node.get("Resources", {})
+    counts = []
+    if resources.cpus_per_worker:
+        counts.append(int(have.get("CPU", 0) // resources.cpus_per_worker))
+    if resources.gpus_per_worker:
+        counts.append(int(have.get("GPU", 0) // resources.gpus_per_worker))
+    return min(counts)
+
+
+def check_resources(resources: ResourcesConfig, wait_s: float = 0.0) -> None:
+    """Fail at once (or after waiting `wait_s` for an autoscaler) if no trial could ever be placed."""
+    import ray
+
+    deadline = time.time() + wait_s
+    while True:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        capacity = sum(_fits(n, resources) for n in nodes)
+        if capacity >= resources.workers_per_trial:
+            return
+        if time.time() >= deadline:
+            break
+        time.sleep(5)
+    largest = max(nodes, key=lambda n: (n["Resources"].get("GPU", 0), n["Resources"].get("CPU", 0)), default=None)
+    have = largest["Resources"] if largest else {}
+    raise ConfigError(
+        f"resources: a trial needs {resources.workers_per_trial} worker(s) of {resources.cpus_per_worker:g} CPU"
+        f" and {resources.gpus_per_worker:g} GPU, but the cluster's {len(nodes)} node(s) can hold {capacity}"
+        f" (largest node: {have.get('CPU', 0):g} CPU, {have.get('GPU', 0):g} GPU); lower resources.* "
+        f"or add nodes (--wait-for-nodes SECONDS lets an autoscaler bring them)")
+
+
+def max_concurrent(resources: ResourcesConfig) -> int:
+    """How many trials fit at once on the live nodes (Tune would otherwise start every trial's driver)."""
+    import ray
+
+    capacity = sum(_fits(n, resources) for n in ray.nodes() if n.get("Alive"))
+    return max(1, capacity // resources.workers_per_trial)

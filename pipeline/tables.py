@@ -1,0 +1,156 @@
+"""The results tables (DESIGN.md section 6): trials.parquet and epochs.parquet, pandas-friendly.
+
+Rows come from each trial's result.json (the JSON lines Ray Tune itself writes, one per report) and
+the trial's status. A resumed trial reports some epochs again, so rows are de-duplicated on
+(trial_id, epoch, phase), keeping the latest. Files are written to a temporary name and renamed, so a
+crash at any moment leaves the previous complete table. This module does not import Ray.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from hiddennets.config import RunConfig, flatten
+
+EPOCH_COLUMNS = ["trial_id", "epoch", "phase", "train_loss", "train_acc", "train_top5", "val_loss", "val_acc",
+                 "val_top5", "test_loss", "test_acc", "test_top5", "density", "lr", "seconds", "node_id", "pid"]
+# Short names for the optimiser keys everyone filters on; other nested keys become section_key.
+RENAMES = {"optimizer.name": "optimizer", "optimizer.lr": "lr", "optimizer.momentum": "momentum",
+           "optimizer.nesterov": "nesterov", "optimizer.weight_decay": "weight_decay", "optimizer.betas": "betas",
+           "schedule.name": "schedule"}
+
+
+@dataclass
+class TrialRecord:
+    """What the tables need to know about one trial, whoever tracks it (Tune, a test)."""
+    trial_id: str
+    config: RunConfig
+    status: str              # Tune's: PENDING, RUNNING, TERMINATED, ERROR, PAUSED
+    result_file: str | None   # JSON lines, one reported result per line (a path or a URI)
+    error: str = ""
+    checkpoint: str = ""
+    stopped_by: str = "asha"  # what stops a TERMINATED trial short of its epochs
+
+
+def config_columns(cfg: RunConfig) -> dict[str, Any]:
+    cols = {RENAMES.get(k, k.replace(".", "_")): v for k, v in flatten(cfg).items()}
+    cols["sparsity"] = round(1.0 - cfg.density, 12)
+    return cols
+
+
+def read_results(uri: str | None) -> list[dict[str, Any]]:
+    if uri is None:
+        return []
+    fs, path = _filesystem(str(uri))
+    try:
+        with fs.open_input_stream(path) as fh:
+            text = fh.read().decode()
+    except (FileNotFoundError, OSError):
+        return []
+    rows = []
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+    return rows
+
+
+def epoch_rows(record: TrialRecord) -> pd.DataFrame:
+    rows = [r for r in read_results(record.result_file) if "epoch" in r and "val_acc" in r]
+    frame = pd.DataFrame([{c: r.get(c) for c in EPOCH_COLUMNS} | {"trial_id": record.trial_id} for r in rows],
+                         columns=EPOCH_COLUMNS)
+    if frame.empty:
+        return frame
+    frame["phase"] = frame["phase"].fillna("train")
+    frame = frame.drop_duplicates(["trial_id", "epoch", "phase"], keep="last")
+    return frame.sort_values(["epoch", "phase"], kind="stable").reset_index(drop=True)
+
+
+def _status(record: TrialRecord, epochs_done: int) -> tuple[str, str]:
+    if record.status == "ERROR":
+        return "errored", record.error or "error"
+    if record.status == "TERMINATED":
+        if epochs_done >= record.config.epochs:
+            return "completed", ""
+        return "stopped_early", record.stopped_by
+    return record.status.lower(), ""
+
+
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    parts = []
+    for pkg in ("hiddennets", "torch", "ray"):
+        try:
+            parts.append(f"{pkg}={version(pkg)}")
+        except PackageNotFoundError:
+            pass
+    return " ".join(parts) + f" python={platform.python_version()}"
+
+
+def trial_row(sweep: str, record: TrialRecord, epochs: pd.DataFrame, versions: str) -> dict[str, Any]:
+    status, reason = _status(record, len(epochs))
+    row: dict[str, Any] = {"sweep": sweep, "trial_id": record.trial_id, "config_hash": record.config.config_hash()}
+    row.update(config_columns(record.config))
+    row.update({"status": status, "stop_reason": reason, "epochs_completed": int(len(epochs))})
+    if len(epochs):
+        best = epochs.loc[epochs["val_acc"].idxmax()]
+        last = epochs.iloc[-1]
+        row.update({"best_val_acc": best["val_acc"], "best_epoch": int(best["epoch"]),
+                    "test_acc_at_best_val": best["test_acc"], "best_test_acc": epochs["test_acc"].max(),
+                    "last_val_acc": last["val_acc"], "last_test_acc": last["test_acc"],
+                    "last_val_loss": last["val_loss"], "last_train_loss": last["train_loss"],
+                    "last_density": last["density"], "wall_time_s": float(epochs["seconds"].sum()),
+                    "nodes": ",".join(sorted({str(n) for n in epochs["node_id"].dropna()}))})
+    results = read_results(record.result_file)
+    row["device"] = next((r["device"] for r in reversed(results) if r.get("device")), "")
+    row.update({"checkpoint": record.checkpoint, "versions": versions})
+    return row
+
+
+def build_tables(sweep: str, records: Iterable[TrialRecord]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    versions = _versions()
+    trial_rows, epoch_frames = [], []
+    for record in records:
+        epochs = epoch_rows(record)
+        trial_rows.append(trial_row(sweep, record, epochs, versions))
+        if len(epochs):
+            epoch_frames.append(epochs)
+    trials = pd.DataFrame(trial_rows)
+    epochs = pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame(columns=EPOCH_COLUMNS)
+    return trials, epochs
+
+
+def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+
+
+def write_parquet(frame: pd.DataFrame, uri: str) -> None:
+    """Write atomically: a temporary object then a rename (local) or a single PUT (object stores)."""
+    fs, path = _filesystem(uri)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.tmp-{os.getpid()}"
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    else:
+        pq.write_table(table, path, filesystem=fs)
+
+
+def write_tables(sweep_uri: str, sweep: str, records: Iterable[TrialRecord]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    trials, epochs = build_tables(sweep, records)
+    base = sweep_uri.rstrip("/")
+    write_parquet(trials, f"{base}/trials.parquet")
+    write_parquet(epochs, f"{base}/epochs.parquet")
+    return trials, epochs

@@ -1,0 +1,211 @@
+"""Real Ray sweeps on CPU: ASHA, DDP trials, the driver killed and rerun, a two-node cluster, bad specs."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.cli import run_main
+from pipeline.sweep import main as sweep_command
+from tests.conftest import REPO, run_cli
+
+BASE = {"dataset": "digits", "arch": "conv_digits", "algo": "ep", "density": 0.5, "init": "signed_constant",
+        "epochs": 4, "batch_size": 64, "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}}
+
+
+def write_spec(folder: Path, name: str, **sections) -> Path:
+    spec = {"name": name, "base": {**BASE, **sections.pop("base", {})}, **sections}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def tables(storage: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.read_parquet(storage / name / "trials.parquet"), pd.read_parquet(storage / name / "epochs.parquet")
+
+
+def assert_epochs_complete(trials: pd.DataFrame, epochs: pd.DataFrame) -> None:
+    """Every trial's epochs are 1..epochs_completed, each exactly once."""
+    for row in trials.itertuples():
+        got = epochs.loc[epochs.trial_id == row.trial_id, "epoch"].tolist()
+        assert got == list(range(1, row.epochs_completed + 1)), (row.trial_id, got)
+
+
+def test_asha_stops_hopeless_trials_and_every_epoch_is_in_the_tables(tmp_path):
+    spec = write_spec(tmp_path, "asha", grid={"algo": ["ep", "random_mask"], "density": [0.1, 0.5]},
+                      scheduler={"name": "asha", "metric": "val_acc", "mode": "max", "grace_period": 1,
+                                 "reduction_factor": 2})
+    proc = run_cli("pipeline.sweep", str(spec), "--storage", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"results: {tmp_path / 'out' / 'asha'}/trials.parquet" in proc.stdout
+    trials, epochs = tables(tmp_path / "out", "asha")
+    assert len(trials) == 4 and set(trials.status) <= {"completed", "stopped_early"}
+    stopped = trials[trials.status == "stopped_early"]
+    assert len(stopped) >= 1 and (stopped.epochs_completed < 4).all() and (stopped.stop_reason == "asha").all()
+    assert set(stopped.algo) == {"random_mask"}  # the hopeless ones (at chance) are the ones cut
+    assert_epochs_complete(trials, epochs)
+    assert len(epochs) == trials.epochs_completed.sum()
+    # the schema researchers filter on
+    assert {"sweep", "trial_id", "config_hash", "arch", "algo", "density", "sparsity", "init", "seed", "lr",
+            "best_val_acc", "last_test_acc", "wall_time_s", "device", "checkpoint", "versions"} <= set(trials.columns)
+    assert (trials.sparsity == 1 - trials.density).all()
+    ep = trials[(trials.algo == "ep") & (trials.density == 0.5)].iloc[0]
+    assert ep.status == "completed" and ep.best_val_acc > 90
+    # per-trial TensorBoard logs under the sweep folder
+    for trial_id in trials.trial_id:
+        assert list((tmp_path / "out" / "asha" / f"trial_{trial_id}").rglob("events.out.tfevents.*"))
+
+
+def test_three_ddp_trials_of_two_workers_complete_one_after_another(tmp_path):
+    # 2 CPUs hold one 2-worker trial at a time: a leaked placement group would hang the second trial
+    spec = write_spec(tmp_path, "ddp", base={"epochs": 1}, grid={"seed": [0, 1, 2]}, scheduler={"name": "fifo"},
+                      resources={"workers_per_trial": 2, "cpus_per_worker": 1})
+    proc = run_cli("pipeline.sweep", str(spec), "--storage", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    trials, epochs = tables(tmp_path / "out", "ddp")
+    assert sorted(trials.seed) == [0, 1, 2] and (trials.status == "completed").all()
+    assert_epochs_complete(trials, epochs)
+    assert (trials.best_val_acc > 50).all()
+    assert all("/_train/train-" in c for c in trials.checkpoint)  # Ray Train runs named by trial id
+
+
+def _rows_in_results(sweep_dir: Path) -> dict[str, int]:
+    return {p.parent.name: len(p.read_text().splitlines()) for p in sweep_dir.glob("trial_*/result.json")}
+
+
+def test_killed_driver_then_same_command_resumes_without_rerunning_or_losing_epochs(tmp_path):
+    spec = write_spec(tmp_path, "preempt", base={"epochs": 6}, grid={"seed": [0, 1, 2]}, scheduler={"name": "fifo"})
+    cmd = [sys.executable, "-m", "pipeline.sweep", str(spec), "--storage", str(tmp_path / "out"), "--max-concurrent", "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)  # its own process group: Ray's local processes die with it
+    sweep_dir = tmp_path / "out" / "preempt"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        rows = sorted(_rows_in_results(sweep_dir).values(), reverse=True)
+        if len(rows) >= 2 and rows[0] == 6 and rows[1] >= 2:  # one trial done, the next two epochs in
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"sweep did not get far enough: {_rows_in_results(sweep_dir)}")
+    os.killpg(driver.pid, signal.SIGKILL)  # preemption: the driver and the local Ray with it
+    driver.wait()
+    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
+    before = _rows_in_results(sweep_dir)
+    finished = [t for t, n in before.items() if n == 6]
+    interrupted = [t for t, n in before.items() if 0 < n < 6]
+    assert len(finished) == 1 and len(interrupted) == 1
+
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "resuming sweep preempt" in proc.stdout
+    trials, epochs = tables(tmp_path / "out", "preempt")
+    assert len(trials) == 3 and (trials.status == "completed").all()
+    assert_epochs_complete(trials, epochs)  # no gap, no duplicate
+    assert len(epochs) == 18
+    done_id = finished[0].removeprefix("trial_")
+    assert epochs.loc[epochs.trial_id == done_id, "pid"].nunique() == 1  # the finished trial did not run again
+    assert _rows_in_results(sweep_dir)[finished[0]] == 6
+    resumed = epochs[epochs.trial_id == interrupted[0].removeprefix("trial_")]
+    first_run_pid = resumed.pid.iloc[0]
+    second_run = resumed[resumed.pid != first_run_pid]
+    assert len(second_run) >= 1 and second_run.epoch.min() > 1  # continued from a checkpoint, not from scratch
+    assert second_run.epoch.min() == (resumed.pid == first_run_pid).sum() + 1
+
+
+def _ray(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ray.scripts.scripts", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_two_node_local_cluster_runs_trials_on_both_nodes(tmp_path):
+    port = 6391
+    head = _ray("start", "--head", f"--port={port}", "--num-cpus=1", "--num-gpus=0", "--include-dashboard=true",
+                "--dashboard-port=8275")
+    assert head.returncode == 0, head.stderr
+    try:
+        worker = _ray("start", f"--address=127.0.0.1:{port}", "--num-cpus=1", "--num-gpus=0",
+                      '--resources={"second_node": 1}')
+        assert worker.returncode == 0, worker.stderr
+        spec = write_spec(tmp_path, "twonode", base={"epochs": 3}, grid={"seed": [0, 1, 2, 3]},
+                          scheduler={"name": "fifo"})
+        proc = run_cli("pipeline.sweep", str(spec), "--storage", str(tmp_path / "out"), "--address",
+                       f"127.0.0.1:{port}")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        trials, epochs = tables(tmp_path / "out", "twonode")
+        assert len(trials) == 4 and (trials.status == "completed").all()
+        assert_epochs_complete(trials, epochs)
+        assert epochs.node_id.nunique() == 2  # both nodes trained
+    finally:
+        _ray("stop", "--force")
+
+
+@pytest.mark.parametrize("sections,message", [
+    ({"grid": {"densty": [0.1]}}, "grid: unknown key 'densty': did you mean 'density'?"),
+    ({"grid": {}}, "grid: empty"),
+    ({"grid": {"density": []}}, "grid.density: empty list"),
+    ({"grid": {"density": [0.5, 1.5]}}, "grid: density: must be in (0, 1]"),
+    ({"grid": {"optimizer.lr": {"logunifrom": [0.01, 0.1]}}}, "grid.optimizer.lr: a sampled axis is one of"),
+    ({"scheduler": {"name": "asha", "metrc": "val_acc"}}, "unknown key 'scheduler.metrc': did you mean 'scheduler.metric'?"),
+    ({"scheduler": {"name": "hyperband"}}, "scheduler.name: unknown scheduler 'hyperband'; valid: asha, fifo"),
+    ({"resources": {"workers_per_trial": 0}}, "resources.workers_per_trial: must be >= 1"),
+    ({"resources": {"gpus_per_worker": 1.5}}, "resources.gpus_per_worker: fractions only below 1"),
+    ({"storage": 3}, "storage: expected a path or s3:// URI"),
+])
+def test_bad_specs_fail_before_anything_runs(tmp_path, capsys, sections, message):
+    spec = write_spec(tmp_path, "bad", **sections)
+    assert run_main(sweep_command, [str(spec), "--storage", str(tmp_path / "out")] if "storage" not in sections
+                    else [str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_storage_fails_before_ray_starts(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    spec = write_spec(tmp_path, "s", grid={"seed": [0]})
+    assert run_main(sweep_command, [str(spec), "--storage", str(blocker / "results")]) == 2
+    assert f"storage: cannot write to {blocker / 'results'} (Not a directory)" in capsys.readouterr().err
+
+
+def test_dry_run_lists_trials_and_resources_and_runs_nothing(tmp_path, capsys):
+    spec = write_spec(tmp_path, "dry", grid={"algo": ["ep", "random_mask"], "density": [0.1, 0.5],
+                                             "optimizer.lr": {"loguniform": [0.01, 0.2]}},
+                      resources={"workers_per_trial": 2, "cpus_per_worker": 4, "gpus_per_worker": 0.5})
+    assert run_main(sweep_command, [str(spec), "--dry-run", "--storage", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "4 trial(s), each 2 worker(s) x (4 CPU, 0.5 GPU)" in out
+    assert "algo=random_mask density=0.5  optimizer.lr~loguniform[0.01, 0.2]" in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_infeasible_resources_fail_fast_instead_of_waiting(tmp_path):
+    spec = write_spec(tmp_path, "gpu", grid={"seed": [0]}, resources={"workers_per_trial": 1, "gpus_per_worker": 1})
+    start = time.time()
+    proc = run_cli("pipeline.sweep", str(spec), "--storage", str(tmp_path / "out"), timeout=180)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "error: resources: a trial needs 1 worker(s) of 1 CPU and 1 GPU, but the cluster's 1 node(s) can hold 0" \
+        in proc.stderr
+    assert time.time() - start < 120
+    assert not (tmp_path / "out" / "gpu").exists()  # nothing written
+
+
+def test_rerun_with_a_changed_spec_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "same").mkdir(parents=True)
+    (out / "same" / "sweep_spec.json").write_text('{"fingerprint": "0123456789ab"}')
+    spec = write_spec(tmp_path, "same", grid={"seed": [0]})
+    from pipeline.spec import load_sweep
+    from pipeline.sweep import guard_spec
+    from hiddennets.config import ConfigError
+    with pytest.raises(ConfigError, match="holds sweep 'same' run with a different spec"):
+        guard_spec(str(out / "same"), load_sweep(spec))
+    assert (out / "same" / "sweep_spec.json").read_text() == '{"fingerprint": "0123456789ab"}'
