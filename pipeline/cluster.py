@@ -75,3 +75,13 @@ def max_concurrent(resources: ResourcesConfig) -> int:
 
     capacity = sum(_fits(n, resources) for n in ray.nodes() if n.get("Alive"))
     return max(1, capacity // resources.workers_per_trial)
+
+
+def use_cluster_token() -> None:
+    """Joining a cluster: present its auth token. Ray >= 2.59 protects clusters started with `ray start
+    --head` by a token (in ~/.ray/auth_token), but a client only sends it in token mode; we switch that
+    on when a token is at hand, rather than ever turning authentication off."""
+    has_token = (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                 or os.path.isfile(os.path.expanduser("~/.ray/auth_token")))
+    if has_token:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")

@@ -30,7 +30,7 @@ SAMPLERS = ("loguniform", "uniform", "choice", "randint")
 
 @dataclass
 class SchedulerConfig:
-    name: str = "asha"  # asha | fifo
+    name: str = "fifo"  # fifo | asha (early stopping must be asked for)
     metric: str = "val_acc"
     mode: str = "max"
     grace_period: int = 1

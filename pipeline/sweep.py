@@ -153,15 +153,18 @@ def main(argv: list[str]) -> int:
     if args.dry_run:
         print(describe(spec))
         return 0
-    from pipeline.cluster import check_resources, check_storage, max_concurrent
+    from pipeline.cluster import check_resources, check_storage, max_concurrent, use_cluster_token
 
     storage = check_storage(spec.storage)
     sweep_uri = f"{storage.rstrip('/')}/{spec.name}"
 
-    import ray
+    # Both settings are read when Ray is imported, so they come first.
     # Tune forces an experiment snapshot whenever num_to_keep checkpoints have rotated (so a restore
     # never points at a deleted checkpoint); with short epochs it warns about that on every trial.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if args.address:
+        use_cluster_token()
+    import ray
     ray.init(address=args.address, logging_level=logging.WARNING, configure_logging=True)
     try:
         check_resources(spec.resources, args.wait_for_nodes)

@@ -120,9 +120,9 @@ def test_killed_driver_then_same_command_resumes_without_rerunning_or_losing_epo
     assert second_run.epoch.min() == (resumed.pid == first_run_pid).sum() + 1
 
 
-def _ray(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def _ray(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ray.scripts.scripts", *args], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env={**os.environ, **env})
 
 
 def test_two_node_local_cluster_runs_trials_on_both_nodes(tmp_path):
@@ -131,8 +131,9 @@ def test_two_node_local_cluster_runs_trials_on_both_nodes(tmp_path):
                 "--dashboard-port=8275")
     assert head.returncode == 0, head.stderr
     try:
+        # the head turned token authentication on; the joining node presents the token
         worker = _ray("start", f"--address=127.0.0.1:{port}", "--num-cpus=1", "--num-gpus=0",
-                      '--resources={"second_node": 1}')
+                      '--resources={"second_node": 1}', RAY_AUTH_MODE="token")
         assert worker.returncode == 0, worker.stderr
         spec = write_spec(tmp_path, "twonode", base={"epochs": 3}, grid={"seed": [0, 1, 2, 3]},
                           scheduler={"name": "fifo"})
