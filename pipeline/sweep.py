@@ -181,6 +181,10 @@ def main(argv: list[str]) -> int:
     counts = trials["status"].value_counts().to_dict()
     print(f"\n{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     print(f"results: {sweep_uri}/trials.parquet and {sweep_uri}/epochs.parquet")
+    errored = int((trials["status"] == "errored").sum())
+    if errored:
+        print(f"{errored} trial(s) errored (reasons in trials.parquet, column stop_reason); exit code 1")
+        return 1
     return 0
 
 
