@@ -5,35 +5,25 @@ import os
 import time
 import uuid
 
-import pyarrow.fs as pafs
-
 from hiddennets.config import ConfigError
 from pipeline.spec import ResourcesConfig
+from pipeline.storage import filesystem, is_uri
 
 
-def check_storage(uri: str) -> str:
+def check_storage(location: str) -> str:
     """Create the storage folder if needed and prove it is writable; return it absolute (or the URI)."""
-    if "://" in uri:
-        try:
-            fs, path = pafs.FileSystem.from_uri(uri)
-            fs.create_dir(path, recursive=True)
-            probe = f"{path}/.write-probe-{uuid.uuid4().hex}"
-            with fs.open_output_stream(probe) as fh:
-                fh.write(b"ok")
-            fs.delete_file(probe)
-        except Exception as exc:  # pyarrow raises OSError subclasses and ArrowInvalid for bad URIs
-            raise ConfigError(f"storage: cannot write to {uri} ({exc})") from None
-        return uri
-    path = os.path.abspath(os.path.expanduser(uri))
+    fs, path = filesystem(location)
+    probe = f"{path}/.write-probe-{uuid.uuid4().hex}"
     try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".write-probe-{uuid.uuid4().hex}")
-        with open(probe, "w") as fh:
-            fh.write("ok")
-        os.remove(probe)
-    except OSError as exc:
-        raise ConfigError(f"storage: cannot write to {path} ({exc.strerror or exc})") from None
-    return path
+        fs.create_dir(path, recursive=True)
+        with fs.open_output_stream(probe) as fh:
+            fh.write(b"ok")
+        fs.delete_file(probe)
+    except Exception as exc:  # pyarrow raises OSError subclasses, and ArrowInvalid for a bad URI
+        code = getattr(exc, "errno", None)  # pyarrow's messages repeat the path; the errno says it shortly
+        reason = os.strerror(code) if code else str(exc)
+        raise ConfigError(f"storage: cannot write to {location if is_uri(location) else path} ({reason})") from None
+    return location if is_uri(location) else path
 
 
 def _fits(node: dict, resources: ResourcesConfig) -> int:

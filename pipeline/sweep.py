@@ -56,18 +56,15 @@ def describe(spec: SweepSpec) -> str:
 
 def guard_spec(sweep_uri: str, spec: SweepSpec) -> None:
     """One sweep folder, one spec: a rerun with a changed spec would silently mix two experiments."""
-    from pipeline.tables import _filesystem
+    from pipeline.storage import read_text, write_text
 
-    fs, path = _filesystem(f"{sweep_uri}/{SPEC_RECORD}")
+    location = f"{sweep_uri}/{SPEC_RECORD}"
     record = {"fingerprint": spec.fingerprint(), "name": spec.name, "base": spec.base, "grid": spec.grid}
-    try:
-        with fs.open_input_stream(path) as fh:
-            old = json.loads(fh.read().decode())
-    except FileNotFoundError:
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        with fs.open_output_stream(path) as fh:
-            fh.write(json.dumps(record, indent=1, default=str).encode())
+    text = read_text(location)
+    if text is None:
+        write_text(location, json.dumps(record, indent=1, default=str))
         return
+    old = json.loads(text)
     if old.get("fingerprint") != record["fingerprint"]:
         raise ConfigError(f"{sweep_uri}: holds sweep '{spec.name}' run with a different spec or overrides; "
                           "give this one another name or --storage, or delete that folder")

@@ -11,7 +11,6 @@ import json
 import os
 import platform
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
@@ -20,6 +19,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from hiddennets.config import RunConfig, flatten
+from pipeline.storage import filesystem, read_text
 
 EPOCH_COLUMNS = ["trial_id", "epoch", "phase", "train_loss", "train_acc", "train_top5", "val_loss", "val_acc",
                  "val_top5", "test_loss", "test_acc", "test_top5", "density", "lr", "seconds", "node_id", "pid"]
@@ -47,14 +47,9 @@ def config_columns(cfg: RunConfig) -> dict[str, Any]:
     return cols
 
 
-def read_results(uri: str | None) -> list[dict[str, Any]]:
-    if uri is None:
-        return []
-    fs, path = _filesystem(str(uri))
-    try:
-        with fs.open_input_stream(path) as fh:
-            text = fh.read().decode()
-    except (FileNotFoundError, OSError):
+def read_results(location: str | None) -> list[dict[str, Any]]:
+    text = read_text(location) if location else None
+    if text is None:
         return []
     rows = []
     for line in text.splitlines():
@@ -65,8 +60,8 @@ def read_results(uri: str | None) -> list[dict[str, Any]]:
     return rows
 
 
-def epoch_rows(record: TrialRecord) -> pd.DataFrame:
-    rows = [r for r in read_results(record.result_file) if "epoch" in r and "val_acc" in r]
+def epoch_rows(record: TrialRecord, results: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = [r for r in results if "epoch" in r and "val_acc" in r]
     frame = pd.DataFrame([{c: r.get(c) for c in EPOCH_COLUMNS} | {"trial_id": record.trial_id} for r in rows],
                          columns=EPOCH_COLUMNS)
     if frame.empty:
@@ -97,7 +92,8 @@ def _versions() -> str:
     return " ".join(parts) + f" python={platform.python_version()}"
 
 
-def trial_row(sweep: str, record: TrialRecord, epochs: pd.DataFrame, versions: str) -> dict[str, Any]:
+def trial_row(sweep: str, record: TrialRecord, results: list[dict[str, Any]], epochs: pd.DataFrame,
+              versions: str) -> dict[str, Any]:
     status, reason = _status(record, len(epochs))
     row: dict[str, Any] = {"sweep": sweep, "trial_id": record.trial_id, "config_hash": record.config.config_hash()}
     row.update(config_columns(record.config))
@@ -111,7 +107,6 @@ def trial_row(sweep: str, record: TrialRecord, epochs: pd.DataFrame, versions: s
                     "last_val_loss": last["val_loss"], "last_train_loss": last["train_loss"],
                     "last_density": last["density"], "wall_time_s": float(epochs["seconds"].sum()),
                     "nodes": ",".join(sorted({str(n) for n in epochs["node_id"].dropna()}))})
-    results = read_results(record.result_file)
     row["device"] = next((r["device"] for r in reversed(results) if r.get("device")), "")
     row.update({"checkpoint": record.checkpoint, "versions": versions})
     return row
@@ -121,8 +116,9 @@ def build_tables(sweep: str, records: Iterable[TrialRecord]) -> tuple[pd.DataFra
     versions = _versions()
     trial_rows, epoch_frames = [], []
     for record in records:
-        epochs = epoch_rows(record)
-        trial_rows.append(trial_row(sweep, record, epochs, versions))
+        results = read_results(record.result_file)
+        epochs = epoch_rows(record, results)
+        trial_rows.append(trial_row(sweep, record, results, epochs, versions))
         if len(epochs):
             epoch_frames.append(epochs)
     trials = pd.DataFrame(trial_rows)
@@ -130,15 +126,9 @@ def build_tables(sweep: str, records: Iterable[TrialRecord]) -> tuple[pd.DataFra
     return trials, epochs
 
 
-def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
-
-
 def write_parquet(frame: pd.DataFrame, uri: str) -> None:
     """Write atomically: a temporary object then a rename (local) or a single PUT (object stores)."""
-    fs, path = _filesystem(uri)
+    fs, path = filesystem(uri)
     table = pa.Table.from_pandas(frame, preserve_index=False)
     if isinstance(fs, pafs.LocalFileSystem):
         tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.tmp-{os.getpid()}"

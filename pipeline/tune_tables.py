@@ -32,7 +32,7 @@ def record_from_result(result, spec: SweepSpec) -> TrialRecord:
     """From a finished Tuner's ResultGrid entry (works whether or not this process ran the trial)."""
     metrics: dict[str, Any] = result.metrics or {}
     checkpoint = result.checkpoint.path if result.checkpoint else metrics.get("checkpoint_path", "")
-    return TrialRecord(metrics.get("trial_id") or Path(result.path).name.split("_")[-2],
+    return TrialRecord(metrics.get("trial_id") or Path(result.path).name.removeprefix("trial_"),
                        spec.config_for(result.config), "ERROR" if result.error else "TERMINATED",
                        f"{result.path}/{RESULT_FILE}", _last_line(str(result.error)) if result.error else "",
                        checkpoint or "", stopped_by=spec.scheduler.name)
