@@ -53,6 +53,13 @@ class RandomMaskConfig:
 
 
 @dataclass
+class BipropConfig:
+    global_threshold: bool = False  # one |score| threshold across all layers instead of per layer
+    ramp_epochs: int = 10           # global variant, density <= 0.5: kept fraction ramps 0.5 -> density
+    bn_only: bool = False           # train only the affine BN parameters (needs learn_bn: true)
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     # data
@@ -86,6 +93,7 @@ class RunConfig:
     amp: bool = True  # bf16 autocast, used on CUDA only
     # algorithm-specific sections
     random_mask: RandomMaskConfig = field(default_factory=RandomMaskConfig)
+    biprop: BipropConfig = field(default_factory=BipropConfig)
 
     def semantic_dict(self) -> dict[str, Any]:
         """The keys that decide the run's results, flattened (`optimizer.lr`, ...)."""
@@ -264,6 +272,10 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"schedule.warmup_epochs: must be in [0, epochs={cfg.epochs}), got {cfg.schedule.warmup_epochs}")
     if not 0.0 <= cfg.label_smoothing < 1.0:
         raise ConfigError(f"label_smoothing: must be in [0, 1), got {cfg.label_smoothing}")
+    if cfg.biprop.bn_only and not cfg.learn_bn:
+        raise ConfigError("biprop.bn_only: trains the affine BN parameters, so it needs learn_bn: true")
+    if cfg.biprop.ramp_epochs < 0:
+        raise ConfigError(f"biprop.ramp_epochs: must be >= 0, got {cfg.biprop.ramp_epochs}")
     if cfg.num_workers < 0:
         raise ConfigError(f"num_workers: must be >= 0, got {cfg.num_workers}")
     return cfg

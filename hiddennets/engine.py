@@ -89,12 +89,13 @@ def _summarise(sums: torch.Tensor, info: DistInfo, prefix: str) -> dict[str, flo
 
 
 def train_epoch(net: nn.Module, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer | None,
-                algorithm: Algorithm, cfg: RunConfig, device: torch.device, info: DistInfo) -> dict[str, float]:
+                algorithm: Algorithm, cfg: RunConfig, device: torch.device, info: DistInfo, epoch: int) -> dict[str, float]:
     """One pass over the training data. `net` may be the DDP wrapper of `model`."""
     net.train()
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, n: no sync per step
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        algorithm.refresh(model, cfg, epoch)
         with _autocast(device, cfg):
             logits = net(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
@@ -197,9 +198,11 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, callbacks: Iterable
             train_loader.generator.manual_seed(_epoch_seed(cfg, epoch, info.rank))
             metrics: dict[str, Any] = {"epoch": epoch + 1, "phase": "train",
                                        "lr": cfg.optimizer.lr * factor(epoch)}
-            metrics.update(train_epoch(net, model, train_loader, optimizer, algorithm, cfg, device, info))
+            algorithm.on_epoch_start(model, cfg, epoch)
+            metrics.update(train_epoch(net, model, train_loader, optimizer, algorithm, cfg, device, info, epoch))
             if scheduler is not None:
                 scheduler.step()
+            algorithm.refresh(model, cfg, epoch)
             metrics.update(evaluate(net, val_loader, cfg, device, info, "val"))
             metrics.update(evaluate(net, test_loader, cfg, device, info, "test"))
             metrics["density"] = measured_density(model)

@@ -55,6 +55,26 @@ class SubnetLinear(SubnetMixin, nn.Linear):
         return F.linear(x, self.effective_weight(), self.bias)
 
 
+class BinaryActivationSTE(torch.autograd.Function):
+    """Forward sign(x) (0 maps to +1, so outputs are exactly +-1); backward the Bi-Real surrogate
+    2(1 - |x|) * g inside |x| < 1, zero outside."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad * (2.0 * (1.0 - x.abs())).clamp_min(0.0)
+
+
+class BinaryActivation(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return BinaryActivationSTE.apply(x)
+
+
 class LayerFactory:
     """Builds layers for one run: the algorithm's masked conv/linear, BN and activations.
 
@@ -62,8 +82,15 @@ class LayerFactory:
     the config says `first_layer_dense` / `last_layer_dense`.
     """
 
-    def __init__(self, conv_type: type[SubnetConv2d], linear_type: type[SubnetLinear], cfg: "RunConfig"):
+    def __init__(self, conv_type: type[SubnetConv2d], linear_type: type[SubnetLinear], cfg: "RunConfig",
+                 binary_activations: bool = False):
         self.conv_type, self.linear_type, self.cfg = conv_type, linear_type, cfg
+        self.binary_activations = binary_activations
+
+    def with_binary_activations(self) -> "LayerFactory":
+        """The same factory whose act() binarises (MPT-1/1): every activation sits after a BN and
+        before the next conv or linear, so the image input and the logits stay real."""
+        return LayerFactory(self.conv_type, self.linear_type, self.cfg, binary_activations=True)
 
     def _density(self, first: bool, last: bool) -> float:
         if (first and self.cfg.first_layer_dense) or (last and self.cfg.last_layer_dense):
@@ -92,7 +119,7 @@ class LayerFactory:
         return nn.BatchNorm1d(features, affine=self.cfg.learn_bn)
 
     def act(self) -> nn.Module:
-        return nn.ReLU(inplace=True)
+        return BinaryActivation() if self.binary_activations else nn.ReLU(inplace=True)
 
 
 def subnet_layers(model: nn.Module) -> list[SubnetMixin]:

@@ -43,3 +43,10 @@ class Algorithm:
 
     def after_step(self, model: nn.Module, cfg: "RunConfig") -> None:
         """Called after every optimiser step (e.g. clamping relaxed scores)."""
+
+    def on_epoch_start(self, model: nn.Module, cfg: "RunConfig", epoch: int) -> None:
+        """Called at the start of every epoch (0-based), also the first one after a resume."""
+
+    def refresh(self, model: nn.Module, cfg: "RunConfig", epoch: int) -> None:
+        """Recompute state derived from the parameters (e.g. a global threshold) before every
+        training step and before evaluation."""

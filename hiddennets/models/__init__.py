@@ -25,6 +25,11 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "resnet50": resnet.resnet_imagenet(resnet.Bottleneck, [3, 4, 6, 3]),
     "resnet101": resnet.resnet_imagenet(resnet.Bottleneck, [3, 4, 23, 3]),
     "wide_resnet50_2": resnet.resnet_imagenet(resnet.Bottleneck, [3, 4, 6, 3], base_width=128),
+    # MPT-1/1: binary activations after each BN (Conv-n gain BN layers for it)
+    **{f"conv{d}_binact": conv.binary_activations(partial(conv.conv_n, d, bn=True)) for d in (2, 4, 6, 8)},
+    "vgg_small_binact": conv.binary_activations(conv.vgg_small),
+    "resnet18_cifar_binact": conv.binary_activations(resnet.resnet_cifar(resnet.BasicBlock, [2, 2, 2, 2])),
+    "conv_digits_binact": conv.binary_activations(conv.conv_digits),
 }
 
 __all__ = ["ARCHITECTURES"]

@@ -17,20 +17,30 @@ def _scaled(channels: int, width: float) -> int:
 
 
 def conv_n(depth: int, f: LayerFactory, num_classes: int, in_channels: int, image_size: int,
-           width: float = 1.0) -> nn.Module:
+           width: float = 1.0, bn: bool = False) -> nn.Module:
+    """`bn=True` puts a BN after every hidden layer (the binary-activation variants need one there)."""
+    norm2d = (lambda c: [f.bn(c)]) if bn else (lambda c: [])
+    norm1d = (lambda c: [f.bn1d(c)]) if bn else (lambda c: [])
     layers: list[nn.Module] = []
     ch, size, first = in_channels, image_size, True
     for stage in _CONV_STAGES[depth]:
         out = _scaled(stage, width)
-        layers += [f.conv(ch, out, 3, padding=1, first=first), f.act(),
-                   f.conv(out, out, 3, padding=1), f.act(), nn.MaxPool2d(2)]
+        layers += [f.conv(ch, out, 3, padding=1, first=first), *norm2d(out), f.act(),
+                   f.conv(out, out, 3, padding=1), nn.MaxPool2d(2), *norm2d(out), f.act()]
         ch, size, first = out, size // 2, False
     hidden = _scaled(256, width)
     layers += [nn.Flatten(),
-               f.linear(ch * size * size, hidden), f.act(),
-               f.linear(hidden, hidden), f.act(),
+               f.linear(ch * size * size, hidden), *norm1d(hidden), f.act(),
+               f.linear(hidden, hidden), *norm1d(hidden), f.act(),
                f.linear(hidden, num_classes, last=True)]
     return nn.Sequential(*layers)
+
+
+def binary_activations(builder):
+    """The `_binact` variant of an architecture (MPT-1/1): same layers, binary activations."""
+    def build(f: LayerFactory, num_classes: int, in_channels: int, image_size: int, width: float = 1.0):
+        return builder(f.with_binary_activations(), num_classes, in_channels, image_size, width)
+    return build
 
 
 def conv_digits(f: LayerFactory, num_classes: int, in_channels: int, image_size: int,

@@ -1,0 +1,118 @@
+"""biprop / multi-prize tickets (Diffenderfer & Kailkhura 2021), MPT-1/32 (binary weights) and, with a
+`_binact` architecture, MPT-1/1 (binary activations too).
+
+W = sign(w) * alpha * m, with m the top-k of |s| and alpha = mean |w| over the kept entries of the layer
+(their true mean: the seed divides by int(density*n) instead of the kept count). Backward to the
+scores is magnitude-aware: dL/d|s| = g * w (alpha does not appear), then the sign of s through abs.
+
+Global variant (`biprop.global_threshold`): one |s| threshold across every masked layer, recomputed
+before every training step; when the target density is <= 0.5 the kept fraction ramps from 0.5 to
+the target over the first `ramp_epochs`: sparsity(e) = s_f + (0.5 - s_f) * (1 - e/E)^3.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from hiddennets.algorithms.base import Algorithm
+from hiddennets.config import kept_count
+from hiddennets.init import init_scores
+from hiddennets.layers import SubnetConv2d, SubnetLinear, SubnetMixin, subnet_layers
+from hiddennets.masks import MASK_METHODS
+
+
+class BinarySubnetWeight(torch.autograd.Function):
+    """Forward sign(w) * alpha * m for a given 0/1 mask; backward g * w to the mask's scores."""
+
+    @staticmethod
+    def forward(ctx, scores_abs: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        kept = mask.sum().clamp_min(1.0)  # a tensor: no host sync
+        alpha = (weight.abs() * mask).sum() / kept
+        ctx.save_for_backward(weight)
+        return weight.sign() * alpha * mask
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (weight,) = ctx.saved_tensors
+        return grad * weight, None, None
+
+
+def binary_subnet_weight(scores: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return BinarySubnetWeight.apply(scores.abs(), weight, mask)
+
+
+def alpha_of(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The layer's scale: mean |w| over the kept entries."""
+    return (weight.abs() * mask).sum() / mask.sum()
+
+
+class Biprop(SubnetMixin):
+    def setup(self, density, cfg):
+        self.density = density
+        self.k = kept_count(density, self.weight.numel())
+        self.scores = nn.Parameter(init_scores(torch.empty_like(self.weight), cfg.score_init))
+        # set by the global variant before each step: the |s| threshold shared by every layer
+        self.global_threshold: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def mask(self):
+        if self.global_threshold is not None:
+            return (self.scores.abs() >= self.global_threshold).to(self.weight.dtype)
+        if self.k >= self.weight.numel():
+            return torch.ones_like(self.weight)
+        return MASK_METHODS["topk"](self.scores.abs(), self.k)
+
+    def effective_weight(self):
+        return binary_subnet_weight(self.scores, self.weight, self.mask())
+
+    def set_trainable(self, cfg):
+        self.weight.requires_grad_(False)
+        self.scores.requires_grad_(not cfg.biprop.bn_only)
+
+
+class BipropConv2d(Biprop, SubnetConv2d):
+    pass
+
+
+class BipropLinear(Biprop, SubnetLinear):
+    pass
+
+
+def ramp_density(target: float, epoch: int, ramp_epochs: int) -> float:
+    """Kept fraction at `epoch` (0-based) for the global variant: 0.5 -> target, cubic, if target <= 0.5."""
+    if target > 0.5 or ramp_epochs <= 0 or epoch >= ramp_epochs:
+        return target
+    final_sparsity = 1.0 - target
+    sparsity = final_sparsity + (0.5 - final_sparsity) * (1.0 - epoch / ramp_epochs) ** 3
+    return 1.0 - sparsity
+
+
+@torch.no_grad()
+def set_global_threshold(model: nn.Module, density: float) -> None:
+    """One threshold on |s| over every masked layer (layers kept dense stay dense), as a tensor."""
+    layers = [layer for layer in subnet_layers(model) if isinstance(layer, Biprop) and layer.density < 1.0]
+    if not layers:
+        return
+    scores = torch.cat([layer.scores.detach().abs().reshape(-1) for layer in layers])
+    k = kept_count(density, scores.numel())
+    threshold = scores.topk(k, sorted=False).values.min()
+    for layer in layers:
+        layer.global_threshold = threshold
+
+
+class BipropAlgorithm(Algorithm):
+    def prepare(self, model, cfg):
+        super().prepare(model, cfg)
+        if cfg.biprop.bn_only:  # "train BN only": the affine BN parameters are all that learns
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+                    m.weight.requires_grad_(True)
+                    m.bias.requires_grad_(True)
+
+    def refresh(self, model, cfg, epoch):
+        if cfg.biprop.global_threshold:
+            set_global_threshold(model, ramp_density(cfg.density, epoch, cfg.biprop.ramp_epochs))
+
+
+ALGORITHM = BipropAlgorithm("biprop", BipropConv2d, BipropLinear,
+                            "biprop: top-k of |scores|, weights binarised to +-alpha (MPT-1/32; MPT-1/1 with _binact archs)")
