@@ -27,7 +27,7 @@ from hiddennets.config import ConfigError, RunConfig
 from hiddennets.data import build_datasets
 from hiddennets.distributed import DistInfo, all_reduce_sum, barrier, broadcast_error, dist_info
 from hiddennets.layers import measured_density
-from hiddennets.optim import build_optimizer, lr_factor
+from hiddennets.optim import build_optimizer, schedule_factor
 from hiddennets.run_dir import claim_run_dir, default_run_dir
 
 CHECKPOINT = "checkpoint.pt"
@@ -165,64 +165,80 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, callbacks: Iterable
     algorithm = ALGORITHMS[cfg.algo]
     datasets = build_datasets(cfg)
     model = build_model(cfg).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(params, cfg.optimizer) if params else None
-    factor = lr_factor(cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor) if optimizer else None
+    phases = algorithm.phases(cfg)
+    total = sum(phase.epochs for phase in phases)
 
-    state = RunState()
+    state, saved = RunState(), None
     ckpt_path = run_dir / CHECKPOINT
     if ckpt_path.is_file():
         saved = load_checkpoint(ckpt_path)
         model.load_state_dict(saved["model"])
-        if optimizer is not None:
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
         state = RunState(saved["epoch"], list(saved["history"]))
-        if log and info.is_main and state.epoch < cfg.epochs:
+        if log and info.is_main and state.epoch < total:
             log(f"resuming {run_dir} from epoch {state.epoch}")
 
-    net = model
-    if info.active and params:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     train_loader, sampler, val_loader, test_loader = make_loaders(cfg, info, datasets)
     writer = None
     if info.is_main:
         from tensorboardX import SummaryWriter
         writer = SummaryWriter(str(run_dir / "tb"))
     try:
-        for epoch in range(state.epoch, cfg.epochs):
-            start = time.perf_counter()
-            torch.manual_seed(_epoch_seed(cfg, epoch, info.rank))
-            sampler.set_epoch(epoch)
-            train_loader.generator.manual_seed(_epoch_seed(cfg, epoch, info.rank))
-            metrics: dict[str, Any] = {"epoch": epoch + 1, "phase": "train",
-                                       "lr": cfg.optimizer.lr * factor(epoch)}
-            algorithm.on_epoch_start(model, cfg, epoch)
-            metrics.update(train_epoch(net, model, train_loader, optimizer, algorithm, cfg, device, info, epoch))
-            if scheduler is not None:
-                scheduler.step()
-            algorithm.refresh(model, cfg, epoch)
-            metrics.update(evaluate(net, val_loader, cfg, device, info, "val"))
-            metrics.update(evaluate(net, test_loader, cfg, device, info, "test"))
-            metrics["density"] = measured_density(model)
-            metrics["seconds"] = time.perf_counter() - start
-            state.epoch, state.history = epoch + 1, state.history + [metrics]
-            if info.is_main:
-                save_checkpoint({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": state.epoch,
-                                 "history": state.history, "model": model.state_dict(),
-                                 "optimizer": optimizer.state_dict() if optimizer else None,
-                                 "scheduler": scheduler.state_dict() if scheduler else None}, ckpt_path)
-                write_jsonl(state.history, run_dir / "metrics.jsonl")
-                for key, value in metrics.items():
-                    if isinstance(value, float):
-                        writer.add_scalar(key.replace("_", "/", 1), value, epoch + 1)
-                writer.flush()
-                if log:
-                    log(_format_line(metrics, cfg.epochs))
-            barrier(info)  # nobody reads a checkpoint that rank 0 is still writing
-            for callback in callbacks:
-                callback(metrics, ckpt_path)
+        starts = [sum(p.epochs for p in phases[:i]) for i in range(len(phases))]
+        for phase, phase_start in zip(phases, starts):
+            phase_end = phase_start + phase.epochs
+            if state.epoch >= phase_end:
+                continue
+            fresh = state.epoch == phase_start
+            algorithm.start_phase(model, cfg, phase, fresh)
+            params = [p for p in model.parameters() if p.requires_grad]
+            optimizer = build_optimizer(params, phase.optimizer) if params else None
+            factor = schedule_factor(phase.schedule, phase.epochs)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor) if optimizer else None
+            if optimizer is not None and not fresh and saved is not None and saved.get("phase", "train") == phase.name:
+                optimizer.load_state_dict(saved["optimizer"])
+                scheduler.load_state_dict(saved["scheduler"])
+            # DDP registers the parameters that train when it wraps, so each phase wraps anew
+            net = model
+            if info.active and params:
+                net = nn.parallel.DistributedDataParallel(
+                    model, device_ids=[device.index] if device.type == "cuda" else None)
+            for epoch in range(state.epoch, phase_end):
+                begin = time.perf_counter()
+                torch.manual_seed(_epoch_seed(cfg, epoch, info.rank))
+                sampler.set_epoch(epoch)
+                train_loader.generator.manual_seed(_epoch_seed(cfg, epoch, info.rank))
+                metrics: dict[str, Any] = {"epoch": epoch + 1, "phase": phase.name,
+                                           "lr": phase.optimizer.lr * factor(epoch - phase_start)}
+                algorithm.on_epoch_start(model, cfg, epoch)
+                metrics.update(train_epoch(net, model, train_loader, optimizer, algorithm, cfg, device, info, epoch))
+                if scheduler is not None:
+                    scheduler.step()
+                algorithm.refresh(model, cfg, epoch)
+                metrics.update(evaluate(net, val_loader, cfg, device, info, "val"))
+                metrics.update(evaluate(net, test_loader, cfg, device, info, "test"))
+                for suffix, mode in algorithm.evaluation_modes(model, cfg, phase).items():
+                    with mode:
+                        extra = {**evaluate(net, val_loader, cfg, device, info, "val"),
+                                 **evaluate(net, test_loader, cfg, device, info, "test")}
+                    metrics.update({f"{key}_{suffix}": value for key, value in extra.items()})
+                metrics["density"] = measured_density(model)
+                metrics["seconds"] = time.perf_counter() - begin
+                state.epoch, state.history = epoch + 1, state.history + [metrics]
+                if info.is_main:
+                    save_checkpoint({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": state.epoch,
+                                     "phase": phase.name, "history": state.history, "model": model.state_dict(),
+                                     "optimizer": optimizer.state_dict() if optimizer else None,
+                                     "scheduler": scheduler.state_dict() if scheduler else None}, ckpt_path)
+                    write_jsonl(state.history, run_dir / "metrics.jsonl")
+                    for key, value in metrics.items():
+                        if isinstance(value, float):
+                            writer.add_scalar(key.replace("_", "/", 1), value, epoch + 1)
+                    writer.flush()
+                    if log:
+                        log(_format_line(metrics, total))
+                barrier(info)  # nobody reads a checkpoint that rank 0 is still writing
+                for callback in callbacks:
+                    callback(metrics, ckpt_path)
     finally:
         if writer is not None:
             writer.close()

@@ -6,7 +6,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from hiddennets.config import OptimizerConfig, RunConfig
+from hiddennets.config import OptimizerConfig, RunConfig, ScheduleConfig
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
@@ -19,8 +19,12 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimizerConfig) 
 
 
 def lr_factor(cfg: RunConfig) -> Callable[[int], float]:
-    """epoch -> multiplier of the base lr for that epoch (0-based)."""
-    sched, total = cfg.schedule, cfg.epochs
+    """epoch -> multiplier of the base lr for that epoch (0-based), for the run's main schedule."""
+    return schedule_factor(cfg.schedule, cfg.epochs)
+
+
+def schedule_factor(sched: ScheduleConfig, total: int) -> Callable[[int], float]:
+    """epoch within a phase of `total` epochs -> lr multiplier."""
     warm = sched.warmup_epochs
 
     def factor(epoch: int) -> float:

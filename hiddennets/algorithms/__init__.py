@@ -1,6 +1,6 @@
 """Algorithm registry: name -> Algorithm. One line per algorithm."""
 from hiddennets.algorithms import baselines, biprop, edge_popup
-from hiddennets.algorithms.base import Algorithm
+from hiddennets.algorithms.base import Algorithm, Phase
 
 ALGORITHMS: dict[str, Algorithm] = {
     "ep": edge_popup.ALGORITHM,
@@ -9,4 +9,11 @@ ALGORITHMS: dict[str, Algorithm] = {
     "random_mask": baselines.RANDOM_MASK,
 }
 
-__all__ = ["ALGORITHMS", "Algorithm"]
+
+
+def total_epochs(cfg) -> int:
+    """Epochs over all of the run's phases (what `completed` means, and ASHA's max_t)."""
+    return sum(phase.epochs for phase in ALGORITHMS[cfg.algo].phases(cfg))
+
+
+__all__ = ["ALGORITHMS", "Algorithm", "Phase", "total_epochs"]

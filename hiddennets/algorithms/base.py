@@ -12,10 +12,20 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
+from hiddennets.config import OptimizerConfig, ScheduleConfig
 from hiddennets.layers import SubnetConv2d, SubnetLinear, subnet_layers
 
 if TYPE_CHECKING:
     from hiddennets.config import RunConfig
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of epochs with its own optimiser and schedule (e.g. Gem-Miner's search, fine-tune)."""
+    name: str
+    epochs: int
+    optimizer: OptimizerConfig
+    schedule: ScheduleConfig
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,19 @@ class Algorithm:
     conv_type: type[SubnetConv2d]
     linear_type: type[SubnetLinear]
     description: str = ""
+
+    def phases(self, cfg: "RunConfig") -> list[Phase]:
+        """The run's phases in order; most algorithms have one."""
+        return [Phase("train", cfg.epochs, cfg.optimizer, cfg.schedule)]
+
+    def start_phase(self, model: nn.Module, cfg: "RunConfig", phase: Phase, fresh: bool) -> None:
+        """Set what trains in `phase`. `fresh` is True when the phase begins now (not on a resume
+        part-way through it): the place for one-off changes such as fixing a mask."""
+        self.prepare(model, cfg)
+
+    def evaluation_modes(self, model: nn.Module, cfg: "RunConfig", phase: Phase) -> dict:
+        """Extra evaluations each epoch: {suffix: context manager}; metrics come back as val_acc_<suffix>."""
+        return {}
 
     def prepare(self, model: nn.Module, cfg: "RunConfig") -> None:
         """Freeze everything, then let each masked layer and (if learn_bn) BN unfreeze what trains."""
