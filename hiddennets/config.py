@@ -60,6 +60,17 @@ class BipropConfig:
 
 
 @dataclass
+class GemMinerConfig:
+    iter_period: int = 5             # epochs between global pruning rounds (none at epoch 0)
+    l2_lambda: float = 1.0e-4        # loss + l2_lambda * sum(p^2)
+    finetune_epochs: int = 0         # fine-tune the weights under the final mask afterwards
+    finetune_lr: float = 0.01
+    finetune_weight_decay: float = 1.0e-4
+    reinit_weights: bool = False     # sanity check: new random weights before fine-tuning
+    shuffle_mask: bool = False       # sanity check: permute the mask within each layer before fine-tuning
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     # data
@@ -77,7 +88,7 @@ class RunConfig:
     density: float = 0.5
     init: str = "kaiming_normal"
     scaled: bool = False
-    score_init: str = "kaiming_uniform"
+    score_init: str = "auto"  # auto: kaiming_uniform (ep, biprop), uniform in [0,1] (gem_miner, hc)
     learn_bn: bool = False
     first_layer_dense: bool = False
     last_layer_dense: bool = False
@@ -94,6 +105,7 @@ class RunConfig:
     # algorithm-specific sections
     random_mask: RandomMaskConfig = field(default_factory=RandomMaskConfig)
     biprop: BipropConfig = field(default_factory=BipropConfig)
+    gem_miner: GemMinerConfig = field(default_factory=GemMinerConfig)
 
     def semantic_dict(self) -> dict[str, Any]:
         """The keys that decide the run's results, flattened (`optimizer.lr`, ...)."""
@@ -253,6 +265,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check_choice("arch", cfg.arch, sorted(ARCHITECTURES))
     _check_choice("algo", cfg.algo, sorted(ALGORITHMS))
     cfg.init, cfg.scaled = resolve_init(cfg.init, cfg.scaled)
+    if cfg.score_init == "auto":
+        cfg.score_init = "uniform" if cfg.algo in ("gem_miner", "hc") else "kaiming_uniform"
     _check_choice("score_init", cfg.score_init, sorted(SCORE_INITS))
     _check_choice("optimizer.name", cfg.optimizer.name, ["adam", "adamw", "sgd"])
     _check_choice("schedule.name", cfg.schedule.name, ["constant", "cosine", "multistep"])
@@ -276,6 +290,12 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError("biprop.bn_only: trains the affine BN parameters, so it needs learn_bn: true")
     if cfg.biprop.ramp_epochs < 0:
         raise ConfigError(f"biprop.ramp_epochs: must be >= 0, got {cfg.biprop.ramp_epochs}")
+    g = cfg.gem_miner
+    if g.iter_period < 1 or g.finetune_epochs < 0 or g.l2_lambda < 0 or g.finetune_lr <= 0:
+        raise ConfigError("gem_miner: iter_period >= 1, finetune_epochs >= 0, l2_lambda >= 0 and finetune_lr > 0")
+    if cfg.algo in ("gem_miner", "hc") and cfg.density < 1 and cfg.epochs <= g.iter_period:
+        raise ConfigError(f"gem_miner.iter_period: with epochs={cfg.epochs} no pruning round would run "
+                          f"(rounds happen every {g.iter_period} epochs after epoch 0); use more epochs or a shorter period")
     if cfg.num_workers < 0:
         raise ConfigError(f"num_workers: must be >= 0, got {cfg.num_workers}")
     return cfg

@@ -130,8 +130,11 @@ def summarise_run(history: list[dict[str, Any]], run_dir: Path) -> dict[str, Any
     """The result of a run: last epoch's metrics, the epoch with the best val_acc, where outputs are."""
     last = history[-1]
     best = max(history, key=lambda m: m["val_acc"])
+    phase_ends = {m["phase"]: m for m in history}  # each phase's last epoch (e.g. end of search, of fine-tune)
     return {"run_dir": str(run_dir), "epochs_completed": len(history), "final": last,
-            "best_val_acc": best["val_acc"], "best_epoch": best["epoch"], "test_acc_at_best_val": best["test_acc"]}
+            "best_val_acc": best["val_acc"], "best_epoch": best["epoch"], "test_acc_at_best_val": best["test_acc"],
+            "phases": {name: {"epoch": m["epoch"], "val_acc": m["val_acc"], "test_acc": m["test_acc"]}
+                       for name, m in phase_ends.items()}}
 
 
 def _format_line(m: dict[str, Any], epochs: int) -> str:

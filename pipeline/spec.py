@@ -72,7 +72,9 @@ class SweepSpec:
         return config_from_dict(self.base, overrides)
 
     def max_epochs(self) -> int:
-        return max(self.config_for(p).epochs for p in self.grid_points())
+        """The longest trial's epochs over all its phases (ASHA's max_t)."""
+        from hiddennets.algorithms import total_epochs
+        return max(total_epochs(self.config_for(p)) for p in self.grid_points())
 
     def fingerprint(self) -> str:
         """Identity of what the sweep runs; a rerun with another fingerprint would mix two sweeps."""

@@ -18,11 +18,14 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from hiddennets.algorithms import total_epochs
 from hiddennets.config import RunConfig, flatten
 from pipeline.storage import filesystem, read_text
 
 EPOCH_COLUMNS = ["trial_id", "epoch", "phase", "train_loss", "train_acc", "train_top5", "val_loss", "val_acc",
-                 "val_top5", "test_loss", "test_acc", "test_top5", "density", "lr", "seconds", "node_id", "pid"]
+                 "val_top5", "test_loss", "test_acc", "test_top5", "density", "lr", "seconds", "node_id", "pid",
+                 # Gem-Miner's evaluation before rounding (search phase); empty for other algorithms
+                 "val_loss_unrounded", "val_acc_unrounded", "test_loss_unrounded", "test_acc_unrounded"]
 # Short names for the optimiser keys everyone filters on; other nested keys become section_key.
 RENAMES = {"optimizer.name": "optimizer", "optimizer.lr": "lr", "optimizer.momentum": "momentum",
            "optimizer.nesterov": "nesterov", "optimizer.weight_decay": "weight_decay", "optimizer.betas": "betas",
@@ -75,7 +78,7 @@ def _status(record: TrialRecord, epochs_done: int) -> tuple[str, str]:
     if record.status == "ERROR":
         return "errored", record.error or "error"
     if record.status == "TERMINATED":
-        if epochs_done >= record.config.epochs:
+        if epochs_done >= total_epochs(record.config):
             return "completed", ""
         return "stopped_early", record.stopped_by
     return record.status.lower(), ""
@@ -107,6 +110,10 @@ def trial_row(sweep: str, record: TrialRecord, results: list[dict[str, Any]], ep
                     "last_val_loss": last["val_loss"], "last_train_loss": last["train_loss"],
                     "last_density": last["density"], "wall_time_s": float(epochs["seconds"].sum()),
                     "nodes": ",".join(sorted({str(n) for n in epochs["node_id"].dropna()}))})
+        phases = list(dict.fromkeys(epochs["phase"]))
+        for phase in phases[:-1]:  # two-phase algorithms: where each earlier phase ended
+            end = epochs[epochs["phase"] == phase].iloc[-1]
+            row.update({f"{phase}_last_val_acc": end["val_acc"], f"{phase}_last_test_acc": end["test_acc"]})
     row["device"] = next((r["device"] for r in reversed(results) if r.get("device")), "")
     row.update({"checkpoint": record.checkpoint, "versions": versions})
     return row

@@ -1,10 +1,12 @@
 """Algorithm registry: name -> Algorithm. One line per algorithm."""
-from hiddennets.algorithms import baselines, biprop, edge_popup
+from hiddennets.algorithms import baselines, biprop, edge_popup, gem_miner
 from hiddennets.algorithms.base import Algorithm, Phase
 
 ALGORITHMS: dict[str, Algorithm] = {
     "ep": edge_popup.ALGORITHM,
     "biprop": biprop.ALGORITHM,
+    "gem_miner": gem_miner.GEM_MINER,
+    "hc": gem_miner.HC,
     "dense": baselines.DENSE,
     "random_mask": baselines.RANDOM_MASK,
 }

@@ -1,0 +1,125 @@
+"""Gem-Miner against hand-computed values, and real short searches + fine-tunes on digits."""
+import json
+import math
+
+import pytest
+import torch
+
+from hiddennets import build_model, config_from_dict, load_config, train
+from hiddennets.algorithms import ALGORITHMS, total_epochs
+from hiddennets.algorithms.gem_miner import flagged_after_round, prune_round, rounds
+from hiddennets.checkpoint import load_checkpoint
+from hiddennets.config import ConfigError
+from hiddennets.layers import subnet_layers
+
+
+@pytest.mark.parametrize("epochs,period,expected", [(150, 5, 29), (11, 2, 5), (15, 5, 2), (6, 5, 1), (20, 3, 6)])
+def test_number_of_rounds_is_floor_of_epochs_minus_one_over_period(epochs, period, expected):
+    cfg = config_from_dict({"algo": "gem_miner", "epochs": epochs, "gem_miner": {"iter_period": period}})
+    assert rounds(cfg) == expected
+
+
+def test_per_round_counts_follow_density_to_the_j_over_r():
+    # n = 1000, density 0.1, R = 5: ceil(1000 * 0.1^(j/5)) = 631, 399, 252, 159, then exactly 100
+    assert [flagged_after_round(1000, 0.1, j, 5) for j in range(1, 6)] == [631, 399, 252, 159, 100]
+
+
+@pytest.mark.parametrize("density", [0.0059, 0.0144, 0.0372, 0.5])
+def test_rounds_during_a_search_leave_exactly_the_target_flagged(density):
+    # drive the real epoch hook over a whole search: 11 epochs, a round every 2 (R = 5)
+    cfg = config_from_dict({"algo": "gem_miner", "density": density, "epochs": 11, "gem_miner": {"iter_period": 2}})
+    model = build_model(cfg)
+    algo = ALGORITHMS["gem_miner"]
+    n = sum(layer.flag.numel() for layer in subnet_layers(model))
+    counts = []
+    for epoch in range(cfg.epochs):
+        algo.on_epoch_start(model, cfg, epoch)
+        counts.append(int(sum(layer.flag.sum() for layer in subnet_layers(model))))
+    assert counts[0] == counts[1] == n                                  # no round at epoch 0
+    assert counts[2] == flagged_after_round(n, density, 1, 5)           # per-round rate ~ 1 - density^(1/5)
+    assert counts[-1] == math.ceil(density * n)                          # exact after the last round
+    assert prune_round(model, density, 5, 5) == 0                       # rounds are idempotent (resume)
+
+
+def test_l2_regulariser_and_clamp():
+    cfg = config_from_dict({"algo": "gem_miner", "density": 0.5, "gem_miner": {"l2_lambda": 0.01}})
+    model = build_model(cfg)
+    algo = ALGORITHMS["gem_miner"]
+    expected = 0.01 * sum(float((layer.scores.detach() ** 2).sum()) for layer in subnet_layers(model))
+    assert algo.regularizer(model, cfg).item() == pytest.approx(expected, rel=1e-5)
+    with torch.no_grad():
+        for layer in subnet_layers(model):
+            layer.scores.add_(torch.randn_like(layer.scores) * 3)
+    algo.after_step(model, cfg)
+    assert all(0.0 <= float(l.scores.min()) and float(l.scores.max()) <= 1.0 for l in subnet_layers(model))
+
+
+def test_search_too_short_for_any_round_is_refused():
+    with pytest.raises(ConfigError, match="gem_miner.iter_period: with epochs=5 no pruning round would run"):
+        config_from_dict({"algo": "gem_miner", "epochs": 5, "gem_miner": {"iter_period": 5}})
+
+
+class Stop(Exception):
+    pass
+
+
+def _stop_after(epoch):
+    def callback(metrics, checkpoint):
+        if metrics["epoch"] == epoch:
+            raise Stop
+    return callback
+
+
+def _untimed(run_dir):
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_gem_miner_search_and_finetune_on_digits_beat_a_random_mask_and_resume_exactly(quickstart, tmp_path):
+    overrides = {"algo": "gem_miner", "epochs": 6, "optimizer.weight_decay": 0.0,
+                 "gem_miner.iter_period": 5, "gem_miner.finetune_epochs": 2}
+    cfg = load_config(quickstart, overrides)
+    assert total_epochs(cfg) == 8
+    snapshots = {}
+
+    def snapshot(metrics, checkpoint):
+        snapshots[metrics["epoch"]] = load_checkpoint(checkpoint)["model"]
+
+    result = train(cfg, tmp_path / "gm", callbacks=[snapshot], log=None)
+    random_mask = train(load_config(quickstart, {"algo": "random_mask", "epochs": 8}), tmp_path / "rm", log=None)
+    assert result["phases"]["search"]["epoch"] == 6 and result["phases"]["finetune"]["epoch"] == 8
+    assert result["phases"]["search"]["test_acc"] >= 85.0, result["phases"]
+    assert result["final"]["test_acc"] >= 90.0 and result["final"]["density"] == 0.5
+    assert random_mask["final"]["test_acc"] <= 30.0
+
+    rows = _untimed(tmp_path / "gm")
+    assert [r["phase"] for r in rows] == ["search"] * 6 + ["finetune"] * 2
+    assert all("test_acc_unrounded" in r for r in rows[:6]) and "test_acc_unrounded" not in rows[6]
+
+    initial = build_model(cfg).state_dict()
+    weights = [k for k in initial if k.endswith("weight") and k.replace("weight", "flag") in initial]
+    for key in weights:  # frozen during the search, trained during fine-tuning
+        assert torch.equal(snapshots[6][key], initial[key])
+        assert not torch.equal(snapshots[8][key], snapshots[7][key])
+    for key in [k for k in initial if k.endswith("flag")]:  # the mask stays fixed while fine-tuning
+        assert torch.equal(snapshots[7][key], snapshots[8][key])
+        assert torch.equal(snapshots[7][key.replace("flag", "scores")], snapshots[7][key])  # unflagged
+    for key in [k for k in initial if k.endswith("scores")]:
+        assert 0.0 <= snapshots[6][key].min() and snapshots[6][key].max() <= 1.0
+
+    # interrupted at the end of the search and again inside the fine-tune: same numbers in the end
+    for stop in (6, 7):
+        with pytest.raises(Stop):
+            train(cfg, tmp_path / "again", callbacks=[_stop_after(stop)], log=None)
+    train(cfg, tmp_path / "again", log=None)
+    assert _untimed(tmp_path / "again") == rows
+
+
+def test_biprop_mpt_1_32_and_1_1_beat_a_random_mask_on_digits(quickstart, tmp_path):
+    w32 = train(load_config(quickstart, {"algo": "biprop", "init": "kaiming_normal", "epochs": 6}), tmp_path / "a",
+                log=None)
+    w1a1 = train(load_config(quickstart, {"algo": "biprop", "init": "kaiming_normal", "epochs": 6,
+                                          "arch": "conv_digits_binact"}), tmp_path / "b", log=None)
+    assert w32["final"]["test_acc"] >= 90.0, w32["final"]
+    assert w1a1["final"]["test_acc"] >= 70.0, w1a1["final"]
+    assert w32["final"]["density"] == w1a1["final"]["density"] == 0.5  # random mask at 0.5: about 10%
