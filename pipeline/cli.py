@@ -1,6 +1,7 @@
 """What every command line here shares: one-line errors with exit code 2 instead of tracebacks."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
@@ -15,6 +16,10 @@ def run_main(main: Callable[[list[str]], int], argv: list[str] | None = None) ->
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # the reader went away (e.g. `| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
