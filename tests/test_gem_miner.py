@@ -123,3 +123,22 @@ def test_biprop_mpt_1_32_and_1_1_beat_a_random_mask_on_digits(quickstart, tmp_pa
     assert w32["final"]["test_acc"] >= 90.0, w32["final"]
     assert w1a1["final"]["test_acc"] >= 70.0, w1a1["final"]
     assert w32["final"]["density"] == w1a1["final"]["density"] == 0.5  # random mask at 0.5: about 10%
+
+
+def test_sanity_checks_before_finetuning_shuffle_within_layers_and_reinit_weights():
+    cfg = config_from_dict({"algo": "gem_miner", "density": 0.3, "epochs": 6,
+                            "gem_miner": {"finetune_epochs": 1, "shuffle_mask": True, "reinit_weights": True}})
+    model = build_model(cfg)
+    algo = ALGORITHMS["gem_miner"]
+    for epoch in range(cfg.epochs):
+        algo.on_epoch_start(model, cfg, epoch)
+    layers = subnet_layers(model)
+    flags = [layer.flag.clone() for layer in layers]
+    weights = [layer.weight.detach().clone() for layer in layers]
+    algo.start_phase(model, cfg, algo.phases(cfg)[1], fresh=True)
+    for layer, flag, weight in zip(layers, flags, weights):
+        assert layer.flag.sum() == flag.sum()            # same count in every layer
+        assert not torch.equal(layer.flag, flag)         # but elsewhere
+        assert not torch.equal(layer.weight, weight)     # new random weights
+        assert layer.weight.requires_grad and not layer.scores.requires_grad
+        assert torch.equal(layer.mask(), layer.flag)
