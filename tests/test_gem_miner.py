@@ -142,3 +142,20 @@ def test_sanity_checks_before_finetuning_shuffle_within_layers_and_reinit_weight
         assert not torch.equal(layer.weight, weight)     # new random weights
         assert layer.weight.requires_grad and not layer.scores.requires_grad
         assert torch.equal(layer.mask(), layer.flag)
+
+
+def test_hc_trains_relaxed_but_its_accuracy_is_the_rounded_subnetwork():
+    cfg = config_from_dict({"algo": "hc", "density": 0.5, "epochs": 6})
+    model = build_model(cfg)
+    algo = ALGORITHMS["hc"]
+    algo.start_phase(model, cfg, algo.phases(cfg)[0], fresh=True)
+    layer = subnet_layers(model)[0]
+    relaxed = layer.weight * layer.scores * layer.flag
+    rounded = layer.weight * (layer.scores > 0.5) * layer.flag
+    model.train()
+    assert torch.equal(layer.effective_weight(), relaxed)
+    model.eval()
+    assert torch.equal(layer.effective_weight(), rounded)
+    with algo.evaluation_modes(model, cfg, algo.phases(cfg)[0])["unrounded"]:
+        assert torch.equal(layer.effective_weight(), relaxed)
+    assert torch.equal(layer.effective_weight(), rounded)

@@ -40,8 +40,9 @@ class RoundSTE(torch.autograd.Function):
 
 
 class GemMiner(SubnetMixin):
-    relaxed = False  # W = w * p * flag (hc's training forward, and the "before rounding" evaluation)
-    finetuning = False  # the mask is fixed to the flags and the weights train
+    relax_in_training = False  # hc: train on W = w * p * flag (evaluation still rounds)
+    force_relaxed = False      # the "before rounding" evaluation
+    finetuning = False         # the mask is fixed to the flags and the weights train
 
     def setup(self, density, cfg):
         self.density = density
@@ -56,7 +57,7 @@ class GemMiner(SubnetMixin):
     def effective_weight(self):
         if self.finetuning:
             return self.weight * self.flag
-        if self.relaxed:
+        if self.force_relaxed or (self.relax_in_training and self.training):
             return self.weight * self.scores * self.flag
         return self.weight * RoundSTE.apply(self.scores) * self.flag
 
@@ -130,7 +131,7 @@ class GemMinerAlgorithm(Algorithm):
             for layer in subnet_layers(model):
                 layer.finetuning = True
         for layer in subnet_layers(model):
-            layer.relaxed = self.name == "hc" and phase.name == "search"
+            layer.relax_in_training = self.name == "hc" and phase.name == "search"
         self.prepare(model, cfg)
 
     @torch.no_grad()
@@ -170,14 +171,13 @@ class GemMinerAlgorithm(Algorithm):
 @contextmanager
 def _relaxed(model: nn.Module):
     layers = subnet_layers(model)
-    before = [layer.relaxed for layer in layers]
     for layer in layers:
-        layer.relaxed = True
+        layer.force_relaxed = True
     try:
         yield
     finally:
-        for layer, value in zip(layers, before):
-            layer.relaxed = value
+        for layer in layers:
+            layer.force_relaxed = False
 
 
 GEM_MINER = GemMinerAlgorithm("gem_miner", GemMinerConv2d, GemMinerLinear,
