@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from hiddennets import build_model, config_from_dict
 from hiddennets.algorithms.edge_popup import EdgePopup
-from hiddennets.masks import MASK_METHODS, TopKMaskSTE, kept_count
+from hiddennets.masks import MASK_METHODS, kept_count
 from hiddennets.optim import build_optimizer
 from pipeline.cli import run_main
 

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from hiddennets import build_model, config_from_dict
-from hiddennets.algorithms.biprop import (BipropLinear, alpha_of, binary_subnet_weight, ramp_density,
+from hiddennets import build_model, config_from_dict, load_config, train
+from hiddennets.algorithms.biprop import (BipropLinear, alpha_of, ramp_density,
                                           set_global_threshold)
 from hiddennets.layers import BinaryActivation, subnet_layers
 
@@ -90,3 +90,13 @@ def test_binact_architectures_binarise_hidden_activations_only():
     out = model.eval()(torch.randn(4, 1, 8, 8))
     assert len(torch.unique(captured["x"])) > 2      # the image input stays real
     assert len(torch.unique(out)) > 2                # and so do the logits
+
+
+def test_biprop_mpt_1_32_and_1_1_beat_a_random_mask_on_digits(quickstart, tmp_path):
+    w32 = train(load_config(quickstart, {"algo": "biprop", "init": "kaiming_normal", "epochs": 6}), tmp_path / "a",
+                log=None)
+    w1a1 = train(load_config(quickstart, {"algo": "biprop", "init": "kaiming_normal", "epochs": 6,
+                                          "arch": "conv_digits_binact"}), tmp_path / "b", log=None)
+    assert w32["final"]["test_acc"] >= 90.0, w32["final"]
+    assert w1a1["final"]["test_acc"] >= 70.0, w1a1["final"]
+    assert w32["final"]["density"] == w1a1["final"]["density"] == 0.5  # random mask at 0.5: about 10%

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from hiddennets import load_config
-from hiddennets.config import ConfigError, config_from_dict
+from hiddennets.config import config_from_dict
 from pipeline.cli import run_main
 from pipeline.run import main as run_command
 from tests.conftest import run_cli
@@ -59,7 +59,7 @@ def test_missing_data_folder_says_where_it_looked(quickstart, tmp_path, capsys):
                                   "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2
-    assert f"dataset cifar10: missing cifar-10-batches-py/data_batch_1" in err
+    assert "dataset cifar10: missing cifar-10-batches-py/data_batch_1" in err
     assert f"under {tmp_path}/nodata" in err and "download: true" in err
 
 

@@ -115,16 +115,6 @@ def test_gem_miner_search_and_finetune_on_digits_beat_a_random_mask_and_resume_e
     assert _untimed(tmp_path / "again") == rows
 
 
-def test_biprop_mpt_1_32_and_1_1_beat_a_random_mask_on_digits(quickstart, tmp_path):
-    w32 = train(load_config(quickstart, {"algo": "biprop", "init": "kaiming_normal", "epochs": 6}), tmp_path / "a",
-                log=None)
-    w1a1 = train(load_config(quickstart, {"algo": "biprop", "init": "kaiming_normal", "epochs": 6,
-                                          "arch": "conv_digits_binact"}), tmp_path / "b", log=None)
-    assert w32["final"]["test_acc"] >= 90.0, w32["final"]
-    assert w1a1["final"]["test_acc"] >= 70.0, w1a1["final"]
-    assert w32["final"]["density"] == w1a1["final"]["density"] == 0.5  # random mask at 0.5: about 10%
-
-
 def test_sanity_checks_before_finetuning_shuffle_within_layers_and_reinit_weights():
     cfg = config_from_dict({"algo": "gem_miner", "density": 0.3, "epochs": 6,
                             "gem_miner": {"finetune_epochs": 1, "shuffle_mask": True, "reinit_weights": True}})

@@ -1,7 +1,6 @@
 """Boundaries the design fixes: the library never imports Ray, and reads no config at import."""
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.conftest import REPO
 
