@@ -107,8 +107,9 @@ def train_epoch(net: nn.Module, model: nn.Module, loader: DataLoader, optimizer:
             algorithm.after_step(model, cfg)
         with torch.no_grad():
             logits = logits.float()
-            sums += torch.stack([loss.detach().float() * len(y), _count_correct(logits, y, 1),
-                                 _count_correct(logits, y, 5), torch.tensor(len(y), device=device)]).double()
+            sums[:3] += torch.stack([loss.detach().float() * len(y), _count_correct(logits, y, 1),
+                                     _count_correct(logits, y, 5)]).double()
+        sums[3] += len(y)  # a Python number: no host-to-device copy per step
     return _summarise(sums, info, "train")
 
 
@@ -121,8 +122,9 @@ def evaluate(model: nn.Module, loader: DataLoader, cfg: RunConfig, device: torch
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with _autocast(device, cfg):
             logits = model(x).float()
-        sums += torch.stack([F.cross_entropy(logits, y, reduction="sum"), _count_correct(logits, y, 1),
-                             _count_correct(logits, y, 5), torch.tensor(len(y), device=device)]).double()
+        sums[:3] += torch.stack([F.cross_entropy(logits, y, reduction="sum"), _count_correct(logits, y, 1),
+                                 _count_correct(logits, y, 5)]).double()
+        sums[3] += len(y)
     return _summarise(sums, info, prefix)
 
 

@@ -6,7 +6,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from hiddennets.config import OptimizerConfig, RunConfig, ScheduleConfig
+from hiddennets.config import OptimizerConfig, ScheduleConfig
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
@@ -16,11 +16,6 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimizerConfig) 
                                weight_decay=cfg.weight_decay)
     cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
     return cls(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-
-
-def lr_factor(cfg: RunConfig) -> Callable[[int], float]:
-    """epoch -> multiplier of the base lr for that epoch (0-based), for the run's main schedule."""
-    return schedule_factor(cfg.schedule, cfg.epochs)
 
 
 def schedule_factor(sched: ScheduleConfig, total: int) -> Callable[[int], float]:

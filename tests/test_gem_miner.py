@@ -7,7 +7,7 @@ import torch
 
 from hiddennets import build_model, config_from_dict, load_config, train
 from hiddennets.algorithms import ALGORITHMS, total_epochs
-from hiddennets.algorithms.gem_miner import flagged_after_round, prune_round, rounds
+from hiddennets.algorithms.gem_miner import finetune_schedule, flagged_after_round, prune_round, rounds
 from hiddennets.checkpoint import load_checkpoint
 from hiddennets.config import ConfigError
 from hiddennets.layers import subnet_layers
@@ -104,7 +104,6 @@ def test_gem_miner_search_and_finetune_on_digits_beat_a_random_mask_and_resume_e
         assert not torch.equal(snapshots[8][key], snapshots[7][key])
     for key in [k for k in initial if k.endswith("flag")]:  # the mask stays fixed while fine-tuning
         assert torch.equal(snapshots[7][key], snapshots[8][key])
-        assert torch.equal(snapshots[7][key.replace("flag", "scores")], snapshots[7][key])  # unflagged
     for key in [k for k in initial if k.endswith("scores")]:
         assert 0.0 <= snapshots[6][key].min() and snapshots[6][key].max() <= 1.0
 
@@ -150,3 +149,32 @@ def test_hc_trains_relaxed_but_its_accuracy_is_the_rounded_subnetwork():
     with algo.evaluation_modes(model, cfg, algo.phases(cfg)[0])["unrounded"]:
         assert torch.equal(layer.effective_weight(), relaxed)
     assert torch.equal(layer.effective_weight(), rounded)
+
+
+def test_dense_first_and_last_layers_stay_whole_and_density_one_prunes_nothing():
+    cfg = config_from_dict({"algo": "gem_miner", "density": 0.2, "epochs": 6,
+                            "first_layer_dense": True, "last_layer_dense": True})
+    model = build_model(cfg)
+    algo = ALGORITHMS["gem_miner"]
+    algo.start_phase(model, cfg, algo.phases(cfg)[0], fresh=True)
+    for epoch in range(cfg.epochs):
+        algo.on_epoch_start(model, cfg, epoch)
+    layers = subnet_layers(model)
+    for layer in (layers[0], layers[-1]):
+        assert torch.equal(layer.effective_weight(), layer.weight) and not layer.scores.requires_grad
+    assert all(float(layer.flag.mean()) == 1.0 for layer in (layers[0], layers[-1]))
+    searched = layers[1:-1]
+    assert sum(int(l.flag.sum()) for l in searched) == math.ceil(0.2 * sum(l.flag.numel() for l in searched))
+    whole = config_from_dict({"algo": "gem_miner", "density": 1.0, "epochs": 6})
+    model = build_model(whole)
+    for epoch in range(whole.epochs):
+        algo.on_epoch_start(model, whole, epoch)  # no round to make, no error
+
+
+def test_search_has_no_weight_decay_and_finetune_drops_lr_at_53_and_80_percent():
+    cfg = config_from_dict({"algo": "gem_miner", "epochs": 6, "optimizer": {"weight_decay": 5e-4},
+                            "gem_miner": {"finetune_epochs": 150}})
+    search, tune = ALGORITHMS["gem_miner"].phases(cfg)
+    assert search.optimizer.weight_decay == 0.0 and tune.optimizer.weight_decay == 1e-4
+    assert tune.optimizer.lr == 0.01 and tune.schedule.milestones == [80, 120]
+    assert finetune_schedule(2).milestones == [1, 2] and finetune_schedule(1).milestones == [1]

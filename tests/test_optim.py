@@ -4,12 +4,12 @@ import math
 import pytest
 
 from hiddennets.config import config_from_dict
-from hiddennets.optim import lr_factor
+from hiddennets.optim import schedule_factor
 
 
 def factors(schedule, epochs=10):
     cfg = config_from_dict({"epochs": epochs, "schedule": schedule})
-    f = lr_factor(cfg)
+    f = schedule_factor(cfg.schedule, cfg.epochs)
     return [f(e) for e in range(epochs)]
 
 

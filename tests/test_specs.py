@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from pipeline.spec import base_config, read_spec
+from pipeline.spec import base_config, load_sweep, read_spec
 from tests import fixtures
 from tests.conftest import REPO, run_cli
 
@@ -11,9 +11,10 @@ SPECS = sorted((REPO / "sweeps").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
-def test_spec_validates(path):
-    cfg = base_config(read_spec(path), {})
-    assert 0 < cfg.density <= 1
+def test_spec_validates_every_grid_point_and_names_its_results_folder_after_the_file(path):
+    spec = load_sweep(path)  # raises on any invalid key or grid value
+    assert spec.name == path.stem
+    assert len(spec.grid_points()) >= 1
 
 
 def test_conv4_spec_mirrors_the_seed():

@@ -41,11 +41,6 @@ def binary_subnet_weight(scores: torch.Tensor, weight: torch.Tensor, mask: torch
     return BinarySubnetWeight.apply(scores.abs(), weight, mask)
 
 
-def alpha_of(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The layer's scale: mean |w| over the kept entries."""
-    return (weight.abs() * mask).sum() / mask.sum()
-
-
 class Biprop(SubnetMixin):
     def setup(self, density, cfg):
         self.density = density
@@ -101,14 +96,6 @@ def set_global_threshold(model: nn.Module, density: float) -> None:
 
 
 class BipropAlgorithm(Algorithm):
-    def prepare(self, model, cfg):
-        super().prepare(model, cfg)
-        if cfg.biprop.bn_only:  # "train BN only": the affine BN parameters are all that learns
-            for m in model.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
-                    m.weight.requires_grad_(True)
-                    m.bias.requires_grad_(True)
-
     def refresh(self, model, cfg, epoch):
         if cfg.biprop.global_threshold:
             set_global_threshold(model, ramp_density(cfg.density, epoch, cfg.biprop.ramp_epochs))

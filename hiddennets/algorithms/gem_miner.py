@@ -15,6 +15,7 @@ checks), then train the weights under the fixed mask: SGD lr 0.01, momentum 0.9,
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from contextlib import contextmanager
 
@@ -49,12 +50,19 @@ class GemMiner(SubnetMixin):
         self.scores = nn.Parameter(init_scores(torch.empty_like(self.weight), cfg.score_init))
         self.register_buffer("flag", torch.ones_like(self.weight))
 
+    @property
+    def searched(self) -> bool:
+        """Layers kept dense (first/last_layer_dense) are not searched: their weights are used whole."""
+        return self.density < 1.0
+
     def mask(self):
-        if self.finetuning:
+        if self.finetuning or not self.searched:
             return self.flag
         return (self.scores.detach() > 0.5).to(self.weight.dtype) * self.flag
 
     def effective_weight(self):
+        if not self.searched:
+            return self.weight
         if self.finetuning:
             return self.weight * self.flag
         if self.force_relaxed or (self.relax_in_training and self.training):
@@ -63,7 +71,7 @@ class GemMiner(SubnetMixin):
 
     def set_trainable(self, cfg):
         self.weight.requires_grad_(self.finetuning)
-        self.scores.requires_grad_(not self.finetuning)
+        self.scores.requires_grad_(self.searched and not self.finetuning)
 
 
 class GemMinerConv2d(GemMiner, SubnetConv2d):
@@ -86,14 +94,16 @@ def flagged_after_round(n: int, density: float, j: int, total_rounds: int) -> in
     return max(kept_count(density, n), math.ceil(n * density ** (j / total_rounds) - 1e-9))
 
 
-def _prunable(model: nn.Module) -> list[GemMiner]:
-    return [layer for layer in subnet_layers(model) if isinstance(layer, GemMiner) and layer.density < 1.0]
+def _searched(model: nn.Module) -> list[GemMiner]:
+    return [layer for layer in subnet_layers(model) if isinstance(layer, GemMiner) and layer.searched]
 
 
 @torch.no_grad()
 def prune_round(model: nn.Module, density: float, j: int, total_rounds: int) -> int:
     """Un-flag the globally lowest active scores so that round j's count stays flagged. Idempotent."""
-    layers = _prunable(model)
+    layers = _searched(model)
+    if not layers:  # density 1: nothing to prune
+        return 0
     flags = torch.cat([layer.flag.reshape(-1) for layer in layers])
     scores = torch.cat([layer.scores.detach().reshape(-1) for layer in layers])
     target = flagged_after_round(flags.numel(), density, j, total_rounds)
@@ -112,12 +122,16 @@ def prune_round(model: nn.Module, density: float, j: int, total_rounds: int) -> 
 
 
 def finetune_schedule(epochs: int) -> ScheduleConfig:
-    return ScheduleConfig(name="multistep", milestones=[int(0.53 * epochs), int(0.8 * epochs)], gamma=0.1)
+    """lr x0.1 at 53% and at 80% of the fine-tune (never at its first epoch, never twice at once)."""
+    milestones = sorted({max(1, round(0.53 * epochs)), max(1, round(0.8 * epochs))})
+    return ScheduleConfig(name="multistep", milestones=milestones, gamma=0.1)
 
 
 class GemMinerAlgorithm(Algorithm):
     def phases(self, cfg):
-        search = [Phase("search", cfg.epochs, cfg.optimizer, cfg.schedule)]
+        # The search uses no weight decay (its regulariser is the L2 term): a grid can mix gem_miner
+        # with algorithms that do use optimizer.weight_decay.
+        search = [Phase("search", cfg.epochs, dataclasses.replace(cfg.optimizer, weight_decay=0.0), cfg.schedule)]
         g = cfg.gem_miner
         if g.finetune_epochs <= 0:
             return search
@@ -139,8 +153,7 @@ class GemMinerAlgorithm(Algorithm):
         """End of search: "unflag" so the mask is the flags, then the optional sanity checks."""
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         for layer in subnet_layers(model):
-            layer.scores.copy_(layer.flag)  # rounding now gives exactly the flags
-            if cfg.gem_miner.shuffle_mask and layer.density < 1.0:
+            if cfg.gem_miner.shuffle_mask and layer.searched:
                 perm = torch.randperm(layer.flag.numel(), generator=gen)
                 layer.flag.copy_(layer.flag.reshape(-1)[perm].view_as(layer.flag))
             if cfg.gem_miner.reinit_weights:
@@ -152,13 +165,14 @@ class GemMinerAlgorithm(Algorithm):
             prune_round(model, cfg.density, epoch // period, total_rounds)
 
     def regularizer(self, model, cfg):
-        if getattr(subnet_layers(model)[0], "finetuning", False) or cfg.gem_miner.l2_lambda == 0:
+        layers = [layer for layer in _searched(model) if not layer.finetuning]
+        if not layers or cfg.gem_miner.l2_lambda == 0:
             return None
-        return cfg.gem_miner.l2_lambda * sum((layer.scores ** 2).sum() for layer in subnet_layers(model))
+        return cfg.gem_miner.l2_lambda * sum((layer.scores ** 2).sum() for layer in layers)
 
     @torch.no_grad()
     def after_step(self, model, cfg):
-        for layer in subnet_layers(model):
+        for layer in _searched(model):
             if not layer.finetuning:
                 layer.scores.clamp_(0.0, 1.0)
 
