@@ -37,10 +37,6 @@ class BinarySubnetWeight(torch.autograd.Function):
         return grad * weight, None, None
 
 
-def binary_subnet_weight(scores: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return BinarySubnetWeight.apply(scores.abs(), weight, mask)
-
-
 class Biprop(SubnetMixin):
     def setup(self, density, cfg):
         self.density = density
@@ -50,15 +46,19 @@ class Biprop(SubnetMixin):
         self.global_threshold: torch.Tensor | None = None
 
     @torch.no_grad()
-    def mask(self):
+    def _mask_of(self, scores_abs: torch.Tensor) -> torch.Tensor:
         if self.global_threshold is not None:
-            return (self.scores.abs() >= self.global_threshold).to(self.weight.dtype)
+            return (scores_abs >= self.global_threshold).to(self.weight.dtype)
         if self.k >= self.weight.numel():
             return torch.ones_like(self.weight)
-        return MASK_METHODS["topk"](self.scores.abs(), self.k)
+        return MASK_METHODS["topk"](scores_abs, self.k)
+
+    def mask(self):
+        return self._mask_of(self.scores.detach().abs())
 
     def effective_weight(self):
-        return binary_subnet_weight(self.scores, self.weight, self.mask())
+        scores_abs = self.scores.abs()  # once per step: the mask reads it, the gradient flows through it
+        return BinarySubnetWeight.apply(scores_abs, self.weight, self._mask_of(scores_abs.detach()))
 
     def set_trainable(self, cfg):
         self.weight.requires_grad_(False)
