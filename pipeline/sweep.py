@@ -142,6 +142,15 @@ def summary(trials) -> str:
         return trials[cols].to_string(index=False)
 
 
+def report_or_hint(sweep_uri: str) -> str:
+    """Where the report is; a failure to draw it must not hide the finished sweep's results."""
+    from pipeline.report import write_report
+    try:
+        return write_report(sweep_uri)
+    except Exception as exc:  # noqa: BLE001 - any failure: the tables are written, say how to retry
+        return f"not written ({type(exc).__name__}: {exc}); retry with python -m pipeline.report {sweep_uri}"
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     spec = load_sweep(args.spec, parse_overrides(args.overrides + args.more), storage=args.storage)
@@ -178,6 +187,7 @@ def main(argv: list[str]) -> int:
     counts = trials["status"].value_counts().to_dict()
     print(f"\n{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     print(f"results: {sweep_uri}/trials.parquet and {sweep_uri}/epochs.parquet")
+    print(f"report: {report_or_hint(sweep_uri)}")
     errored = int((trials["status"] == "errored").sum())
     if errored:
         print(f"{errored} trial(s) errored (reasons in trials.parquet, column stop_reason); exit code 1")

@@ -100,7 +100,8 @@ def trial_row(sweep: str, record: TrialRecord, results: list[dict[str, Any]], ep
     status, reason = _status(record, len(epochs))
     row: dict[str, Any] = {"sweep": sweep, "trial_id": record.trial_id, "config_hash": record.config.config_hash()}
     row.update(config_columns(record.config))
-    row.update({"status": status, "stop_reason": reason, "epochs_completed": int(len(epochs))})
+    row.update({"status": status, "stop_reason": reason, "epochs_completed": int(len(epochs)),
+                "epochs_planned": total_epochs(record.config)})
     if len(epochs):
         best = epochs.loc[epochs["val_acc"].idxmax()]
         last = epochs.iloc[-1]

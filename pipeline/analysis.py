@@ -1,0 +1,118 @@
+"""The pandas API over a sweep's tables: load them, aggregate over seeds, count what ASHA saved.
+
+    from pipeline.analysis import load, over_seeds
+    trials, epochs = load("results/quickstart")          # or "s3://bucket/prefix/quickstart"
+    over_seeds(trials)                                   # mean, std and count per setting
+
+A *setting* is one point of the grid without its seed: the config columns that take more than one
+value in the sweep (plus dataset, arch, algo, density and init, always), minus `seed`. Aggregates over
+seeds group trials by their setting.
+"""
+from __future__ import annotations
+
+import io
+from typing import Iterable, Sequence
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from hiddennets.config import ConfigError, RunConfig
+from pipeline.storage import filesystem
+from pipeline.tables import config_columns
+
+HEADLINE = ["dataset", "arch", "algo", "density", "init"]
+# Columns that tell trials apart without being part of what was studied.
+NOT_A_SETTING = {"seed", "name", "data_dir", "num_workers", "device", "download", "eval_batch_size"}
+DEFAULT_METRICS = ["test_acc_at_best_val", "best_val_acc", "last_test_acc"]
+
+
+def _read_parquet(uri: str) -> pd.DataFrame:
+    fs, path = filesystem(uri)
+    try:
+        with fs.open_input_file(path) as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{uri}: no such file; a sweep folder holds trials.parquet and epochs.parquet "
+                          "(python -m pipeline.sweep writes them)") from None
+    return pq.read_table(io.BytesIO(data)).to_pandas()
+
+
+def load(sweep_path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trials, epochs) of the sweep at `sweep_path`: a local folder or a URI (s3://, file://)."""
+    base = sweep_path.rstrip("/")
+    return _read_parquet(f"{base}/trials.parquet"), _read_parquet(f"{base}/epochs.parquet")
+
+
+def config_column_names() -> list[str]:
+    return list(config_columns(RunConfig()))
+
+
+def setting_columns(trials: pd.DataFrame) -> list[str]:
+    """The config columns that define a setting in this sweep (see the module docstring), in table order."""
+    varying = {c for c in config_column_names() if c in trials.columns and c not in NOT_A_SETTING
+               and trials[c].astype(str).nunique() > 1}
+    varying.discard("sparsity")  # always 1 - density
+    return [c for c in config_column_names() if c in HEADLINE or c in varying]
+
+
+def over_seeds(trials: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRICS, by: Sequence[str] | None = None,
+               statuses: Iterable[str] = ("completed", "stopped_early")) -> pd.DataFrame:
+    """One row per setting: for each metric its mean, std (sample, ddof=1; NaN for one seed) and count,
+    plus how many of the setting's trials completed, were stopped early and errored. Trials whose status
+    is not in `statuses` (by default: errored ones) are left out of the metrics but counted."""
+    by = list(by) if by is not None else setting_columns(trials)
+    keys = trials[by].astype(object).where(trials[by].notna(), "")  # NaN keys would drop the group
+    chosen = trials["status"].isin(list(statuses))
+    rows = []
+    for key, group in trials.groupby([keys[c] for c in by], sort=True):
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        row.update({"trials": len(group),
+                    "seeds": group["seed"].nunique() if "seed" in group else len(group),
+                    "completed": int((group["status"] == "completed").sum()),
+                    "stopped_early": int((group["status"] == "stopped_early").sum()),
+                    "errored": int((group["status"] == "errored").sum())})
+        used = group[chosen.loc[group.index]]
+        for metric in metrics:
+            values = pd.to_numeric(used[metric], errors="coerce").dropna() if metric in used else pd.Series([])
+            row.update({f"{metric}_mean": values.mean() if len(values) else float("nan"),
+                        f"{metric}_std": values.std(ddof=1) if len(values) > 1 else float("nan"),
+                        f"{metric}_count": len(values)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def planned_epochs(trials: pd.DataFrame) -> pd.Series:
+    """Epochs each trial would have run to the end, all phases included."""
+    if "epochs_planned" in trials:
+        return trials["epochs_planned"].astype(int)
+    # tables written before epochs_planned existed
+    extra = trials.get("gem_miner_finetune_epochs", pd.Series(0, index=trials.index)).fillna(0)
+    return (trials["epochs"] + extra.where(trials["algo"].isin(["gem_miner", "hc"]), 0)).astype(int)
+
+
+def early_stopping_savings(trials: pd.DataFrame) -> dict[str, float]:
+    """What early stopping saved: epochs not run by stopped trials, against the full budget.
+    Seconds saved are estimated from each stopped trial's own mean seconds per epoch."""
+    planned = planned_epochs(trials)
+    done = trials["epochs_completed"].fillna(0).astype(int)
+    stopped = trials["status"] == "stopped_early"
+    saved = (planned - done).where(stopped, 0).clip(lower=0)
+    per_epoch = (trials["wall_time_s"] / done.where(done > 0)).fillna(0) if "wall_time_s" in trials else 0 * done
+    return {"trials": len(trials), "completed": int((trials["status"] == "completed").sum()),
+            "stopped_early": int(stopped.sum()), "errored": int((trials["status"] == "errored").sum()),
+            "epochs_planned": int(planned.sum()), "epochs_run": int(done.sum()), "epochs_saved": int(saved.sum()),
+            "fraction_saved": float(saved.sum() / planned.sum()) if planned.sum() else 0.0,
+            "seconds_run": float(trials["wall_time_s"].fillna(0).sum()) if "wall_time_s" in trials else 0.0,
+            "seconds_saved_estimate": float((saved * per_epoch).sum())}
+
+
+def curves(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str = "val_acc",
+           by: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per setting, epoch and phase: the metric's mean, std and count over the seeds that reached it."""
+    by = list(by) if by is not None else setting_columns(trials)
+    # only the metric: epochs.parquet's measured `density` would clash with the config's
+    values = epochs[["trial_id", "epoch", "phase", metric]].rename(columns={metric: "_value"})
+    keyed = values.merge(trials[["trial_id"] + by], on="trial_id", how="inner")
+    keyed[by] = keyed[by].astype(object).where(keyed[by].notna(), "")
+    grouped = keyed.groupby(by + ["epoch", "phase"], sort=True)["_value"]
+    return grouped.agg(mean="mean", std="std", count="count").reset_index()

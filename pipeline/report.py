@@ -1,0 +1,192 @@
+"""python -m pipeline.report SWEEP_PATH [--out FOLDER]
+
+Writes a self-contained report folder (default SWEEP_PATH/report, local or s3://): report.md with the
+results per setting (mean ± std over seeds), what early stopping saved, our numbers beside the
+published ones for every setting the sweep shares with a paper, and PNG plots; plots.json says what
+each plot shows (panels, series, colours, pixel boxes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+
+import pandas as pd
+
+from pipeline import analysis, plots
+from pipeline.cli import run_main
+from pipeline.published import compare, published
+from pipeline.storage import write_bytes, write_text
+
+METRICS = ["test_acc_at_best_val", "best_val_acc", "last_test_acc"]
+METRIC_TITLES = {"test_acc_at_best_val": "test acc. at best val", "best_val_acc": "best val acc.",
+                 "last_test_acc": "last test acc."}
+TWO_PHASE_END = {"search": "end of search", "finetune": "after fine-tune"}
+
+
+@dataclass
+class Report:
+    folder: str
+    markdown: str
+    plots: list[plots.Plot]
+
+
+def mean_std(mean, std, count) -> str:
+    if count == 0 or pd.isna(mean):
+        return "–"
+    text = f"{mean:.2f}" if pd.isna(std) else f"{mean:.2f} ± {std:.2f}"
+    return f"{text} ({int(count)})"
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    return frame.to_markdown(index=False, floatfmt=".4g") if len(frame) else "(none)"
+
+
+def results_table(aggregated: pd.DataFrame, setting: list[str]) -> pd.DataFrame:
+    out = aggregated[setting].copy()
+    out["seeds"] = aggregated["seeds"]
+    out["completed / stopped early / errored"] = [
+        f"{r.completed} / {r.stopped_early} / {r.errored}" for r in aggregated.itertuples()]
+    for metric in METRICS:
+        out[METRIC_TITLES[metric]] = [mean_std(r[f"{metric}_mean"], r[f"{metric}_std"], r[f"{metric}_count"])
+                                      for _, r in aggregated.iterrows()]
+    return out
+
+
+def phase_table(trials: pd.DataFrame, setting: list[str]) -> pd.DataFrame | None:
+    """Two-phase algorithms: test accuracy where the search ended and after fine-tuning."""
+    multi = trials[trials["algo"].isin(["gem_miner", "hc"])]
+    if multi.empty or "search_last_test_acc" not in multi:
+        return None
+    aggregated = analysis.over_seeds(multi, metrics=["search_last_test_acc", "last_test_acc"], by=setting)
+    out = aggregated[setting].copy()
+    out["end of search: test acc."] = [mean_std(r["search_last_test_acc_mean"], r["search_last_test_acc_std"],
+                                                r["search_last_test_acc_count"]) for _, r in aggregated.iterrows()]
+    out["after fine-tune: test acc."] = [mean_std(r["last_test_acc_mean"], r["last_test_acc_std"],
+                                                  r["last_test_acc_count"]) for _, r in aggregated.iterrows()]
+    return out
+
+
+def savings_text(s: dict) -> str:
+    return (f"{s['trials']} trials: {s['completed']} completed, {s['stopped_early']} stopped early, "
+            f"{s['errored']} errored. They ran {s['epochs_run']} of the {s['epochs_planned']} epochs a full "
+            f"run of every trial would take; early stopping saved {s['epochs_saved']} epochs "
+            f"({100 * s['fraction_saved']:.1f}% of the budget), about {s['seconds_saved_estimate']:.0f} s of "
+            f"compute at each stopped trial's own seconds per epoch (the sweep's trials ran "
+            f"{s['seconds_run']:.0f} s in all).")
+
+
+def comparison_text(trials: pd.DataFrame, reference: pd.DataFrame) -> str:
+    table = compare(trials, reference)
+    if table.empty:
+        covered = ", ".join(sorted(set(trials["dataset"].astype(str))))
+        return (f"None of the {len(reference)} published settings (pipeline/reference/published.csv) is in "
+                f"this sweep (datasets here: {covered}).")
+    shown = pd.DataFrame({
+        "source": table["source"] + " " + table["table"], "published setting": table["label"],
+        "our setting": table["setting"],
+        "published": [f"{p:.2f}" if pd.isna(s) else f"{p:.2f} ± {s:.2f}"
+                      for p, s in zip(table["published"], table["published_std"])],
+        "ours": [mean_std(m, s, c) for m, s, c in zip(table["ours_mean"], table["ours_std"], table["ours_count"])],
+        "ours − published": [f"{d:+.2f}" if not pd.isna(d) else "–" for d in table["difference"]]})
+    return ("Ours is the mean ± std (seeds) of test accuracy at the epoch of best validation accuracy, in %.\n\n"
+            + markdown_table(shown))
+
+
+def figures(trials: pd.DataFrame, epochs: pd.DataFrame, setting: list[str]) -> list[plots.Plot]:
+    out = []
+    for (dataset, arch), group in trials.groupby(["dataset", "arch"], sort=True):
+        where = f"{dataset} {arch}"
+        slug = f"{dataset}_{arch}"
+        line_by = [c for c in setting if c not in ("dataset", "arch", "algo", "density")]
+        aggregated = analysis.over_seeds(group, metrics=["test_acc_at_best_val"], by=setting)
+        if aggregated["test_acc_at_best_val_count"].sum():
+            out.append(plots.accuracy_vs_density(
+                aggregated, f"accuracy_vs_density_{slug}.png",
+                f"{where}: test accuracy at best validation epoch vs density (mean ± std over seeds)", line_by))
+        curves = analysis.curves(group, epochs, "val_acc", by=setting)
+        if len(curves):
+            starts = {algo: sorted(c.groupby("phase")["epoch"].min())[1:] for algo, c in curves.groupby("algo")}
+            out.append(plots.learning_curves(
+                curves, f"learning_curves_{slug}.png",
+                f"{where}: validation accuracy by epoch (mean ± std over seeds)",
+                [c for c in setting if c not in ("dataset", "arch", "algo")], phase_starts=starts))
+        for algo in sorted(set(group["algo"]) & {"gem_miner", "hc"}):
+            runs = group[group["algo"] == algo]
+            panel_by = [c for c in setting if c not in ("dataset", "arch", "algo")]
+            both = analysis.curves(runs, epochs, "val_acc", by=panel_by).rename(columns={"mean": "val_acc"})
+            relaxed = analysis.curves(runs, epochs, "val_acc_unrounded", by=panel_by)
+            merged = both.merge(relaxed[panel_by + ["epoch", "phase", "mean"]].rename(
+                columns={"mean": "val_acc_unrounded"}), on=panel_by + ["epoch", "phase"], how="left")
+            settings = [(plots.label_of(part.iloc[0], panel_by), part)
+                        for _, part in merged.groupby(panel_by, sort=True)] if panel_by else [("all", merged)]
+            if settings:
+                out.append(plots.phases(settings, f"phases_{slug}_{algo}.png",
+                                        f"{where} {algo}: search (before/after rounding) and fine-tune, "
+                                        "mean val accuracy over seeds"))
+    return out
+
+
+def build_report(sweep_path: str, out: str | None = None, reference: pd.DataFrame | None = None) -> Report:
+    trials, epochs = analysis.load(sweep_path)
+    folder = (out or f"{sweep_path.rstrip('/')}/report").rstrip("/")
+    name = str(trials["sweep"].iloc[0]) if len(trials) else sweep_path.rstrip("/").rsplit("/", 1)[-1]
+    lines = [f"# Sweep report: {name}", "",
+             f"Tables: `{sweep_path.rstrip('/')}/trials.parquet` and `epochs.parquet`. "
+             f"Rebuild with `python -m pipeline.report {sweep_path}`.", ""]
+    if trials.empty:
+        lines.append("The sweep has no trials yet.")
+        return Report(folder, "\n".join(lines) + "\n", [])
+    setting = analysis.setting_columns(trials)
+    aggregated = analysis.over_seeds(trials, METRICS, by=setting)
+    lines += ["## Trials and early stopping", "", savings_text(analysis.early_stopping_savings(trials)), "",
+              "## Results per setting", "",
+              "Accuracies in %, mean ± std over seeds (number of trials). A setting is every config key that "
+              f"varies in this sweep except the seed: {', '.join(setting)}. Trials stopped early count with "
+              "the accuracy they had reached; errored trials do not count.", "",
+              markdown_table(results_table(aggregated, setting)), ""]
+    phase_rows = phase_table(trials, setting)
+    if phase_rows is not None:
+        lines += ["## Two-phase algorithms: search and fine-tune", "", markdown_table(phase_rows), ""]
+    lines += ["## Beside the published numbers", "",
+              comparison_text(trials, published() if reference is None else reference), ""]
+    errored = trials[trials["status"] == "errored"]
+    if len(errored):
+        lines += ["## Errored trials", "", markdown_table(errored[["trial_id"] + setting + ["seed", "stop_reason"]]), ""]
+    drawn = figures(trials, epochs, setting)
+    if drawn:
+        lines += ["## Plots", ""]
+        for plot in drawn:
+            lines += [f"### {plot.title}", "", f"![{plot.title}]({plot.name})", ""]
+        lines += ["Accuracy vs density: a triangle marks a point where early stopping cut at least one seed "
+                  "short, so that point is not a full-length result. Learning curves: a dotted line marks "
+                  "the start of a later phase (Gem-Miner's fine-tune).", ""]
+    return Report(folder, "\n".join(lines), drawn)
+
+
+def write_report(sweep_path: str, out: str | None = None, reference: pd.DataFrame | None = None) -> str:
+    """Build and write the report folder; returns the location of report.md."""
+    report = build_report(sweep_path, out, reference)
+    for plot in report.plots:
+        write_bytes(f"{report.folder}/{plot.name}", plot.png)
+    write_text(f"{report.folder}/plots.json", json.dumps([p.describe() for p in report.plots], indent=1))
+    write_text(f"{report.folder}/report.md", report.markdown)
+    return f"{report.folder}/report.md"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pipeline.report", description=__doc__.split("\n\n")[1])
+    p.add_argument("sweep", help="sweep folder holding trials.parquet and epochs.parquet (path or s3:// URI)")
+    p.add_argument("--out", help="report folder (default: SWEEP/report)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    print(f"report: {write_report(args.sweep, args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
