@@ -13,10 +13,10 @@ from typing import Sequence
 
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf"]
+# tab10 without its grey, which grid lines and antialiased black lines would imitate
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
 DPI = 100
 
 
@@ -60,7 +60,7 @@ def _finish(fig: Figure, name: str, title: str, panels: list[Panel], colors: dic
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
     if handles:  # outside the panels, so a panel's pixels are its data alone
-        fig.legend(list(handles.values()), list(handles.keys()), loc="outside right upper", fontsize=8)
+        fig.legend(list(handles.values()), list(handles.keys()), loc="outside right center", fontsize=8)
     fig.suptitle(title, fontsize=10)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
@@ -137,6 +137,7 @@ def learning_curves(curves: pd.DataFrame, name: str, title: str, line_by: Sequen
         for start in (phase_starts or {}).get(algo, []):
             ax.axvline(start - 0.5, color="black", linestyle=":", linewidth=1)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric_label)
         ax.set_title(algo, fontsize=9)
         ax.grid(True, alpha=0.3)
@@ -170,6 +171,7 @@ def phases(settings: list[tuple[str, pd.DataFrame]], name: str, title: str) -> P
         if not tune.empty:
             ax.axvline(tune["epoch"].min() - 0.5, color="black", linestyle=":", linewidth=1)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("val acc. (%)")
         ax.set_title(label, fontsize=8)
         ax.grid(True, alpha=0.3)

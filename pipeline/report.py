@@ -40,7 +40,7 @@ def mean_std(mean, std, count) -> str:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, floatfmt=".4g") if len(frame) else "(none)"
+    return frame.to_markdown(index=False, disable_numparse=True) if len(frame) else "(none)"
 
 
 def results_table(aggregated: pd.DataFrame, setting: list[str]) -> pd.DataFrame:
@@ -69,12 +69,14 @@ def phase_table(trials: pd.DataFrame, setting: list[str]) -> pd.DataFrame | None
 
 
 def savings_text(s: dict) -> str:
-    return (f"{s['trials']} trials: {s['completed']} completed, {s['stopped_early']} stopped early, "
-            f"{s['errored']} errored. They ran {s['epochs_run']} of the {s['epochs_planned']} epochs a full "
-            f"run of every trial would take; early stopping saved {s['epochs_saved']} epochs "
-            f"({100 * s['fraction_saved']:.1f}% of the budget), about {s['seconds_saved_estimate']:.0f} s of "
-            f"compute at each stopped trial's own seconds per epoch (the sweep's trials ran "
-            f"{s['seconds_run']:.0f} s in all).")
+    counts = (f"{s['trials']} trials: {s['completed']} completed, {s['stopped_early']} stopped early, "
+              f"{s['errored']} errored. They ran {s['epochs_run']} of the {s['epochs_planned']} epochs a full "
+              f"run of every trial would take")
+    if not s["stopped_early"]:
+        return counts + f"; no trial was stopped early (the trials ran {s['seconds_run']:.0f} s in all)."
+    return counts + (f"; early stopping saved {s['epochs_saved']} epochs ({100 * s['fraction_saved']:.1f}% of "
+                     f"the budget), about {s['seconds_saved_estimate']:.0f} s of compute at each stopped trial's "
+                     f"own seconds per epoch (the trials ran {s['seconds_run']:.0f} s in all).")
 
 
 def comparison_text(trials: pd.DataFrame, reference: pd.DataFrame) -> str:

@@ -61,6 +61,15 @@ def test_asha_stops_hopeless_trials_and_every_epoch_is_in_the_tables(tmp_path):
     # per-trial TensorBoard logs under the sweep folder
     for trial_id in trials.trial_id:
         assert list((tmp_path / "out" / "asha" / f"trial_{trial_id}").rglob("events.out.tfevents.*"))
+    # the report it points at counts what ASHA saved, as recomputed from the epoch rows
+    report = tmp_path / "out" / "asha" / "report" / "report.md"
+    assert f"report: {report}" in proc.stdout
+    run = epochs.groupby("trial_id").size()
+    saved = sum(4 - run[t] for t in stopped.trial_id)
+    assert saved > 0
+    assert (f"4 trials: {4 - len(stopped)} completed, {len(stopped)} stopped early, 0 errored. They ran "
+            f"{len(epochs)} of the 16 epochs a full run of every trial would take; early stopping saved {saved} "
+            f"epochs ({100 * saved / 16:.1f}% of the budget)") in report.read_text()
 
 
 def test_three_ddp_trials_of_two_workers_complete_one_after_another(tmp_path):
