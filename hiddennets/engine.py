@@ -10,6 +10,7 @@ machine; model, optimiser, schedule, epoch and the metric history are in the che
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from hiddennets.algorithms import ALGORITHMS, Algorithm
 from hiddennets.build import build_model
-from hiddennets.checkpoint import load_checkpoint, save_checkpoint, write_json, write_jsonl
+from hiddennets.checkpoint import load_latest_checkpoint, save_checkpoint, write_json, write_jsonl
 from hiddennets.config import ConfigError, RunConfig
 from hiddennets.data import build_datasets
+from hiddennets.errors import DivergedError
 from hiddennets.distributed import DistInfo, all_reduce_sum, barrier, broadcast_error, dist_info
 from hiddennets.layers import measured_density
 from hiddennets.optim import build_optimizer, schedule_factor
@@ -50,6 +52,13 @@ def resolve_device(cfg: RunConfig, info: DistInfo) -> torch.device:
     if cfg.device == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", info.local_rank)
+
+
+def check_finite(metrics: dict[str, Any]) -> None:
+    for key in ("train_loss", "val_loss"):
+        value = metrics.get(key)
+        if value is not None and not math.isfinite(value):
+            raise DivergedError(f"diverged: {key} is {value} at epoch {metrics['epoch']} (lr {metrics['lr']:g})")
 
 
 def _epoch_seed(cfg: RunConfig, epoch: int, rank: int) -> int:
@@ -154,6 +163,7 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, callbacks: Iterable
     """
     info = dist_info()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
+    datasets = build_datasets(cfg)  # missing or broken data fails before the run folder is written
     error = None
     if info.is_main:
         try:
@@ -168,15 +178,14 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, callbacks: Iterable
     if device.type == "cuda":
         torch.cuda.set_device(device)
     algorithm = ALGORITHMS[cfg.algo]
-    datasets = build_datasets(cfg)
     model = build_model(cfg).to(device)
     phases = algorithm.phases(cfg)
     total = sum(phase.epochs for phase in phases)
 
     state, saved = RunState(), None
     ckpt_path = run_dir / CHECKPOINT
-    if ckpt_path.is_file():
-        saved = load_checkpoint(ckpt_path)
+    saved = load_latest_checkpoint(ckpt_path)
+    if saved is not None:
         model.load_state_dict(saved["model"])
         state = RunState(saved["epoch"], list(saved["history"]))
         if log and info.is_main and state.epoch < total:
@@ -221,6 +230,7 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, callbacks: Iterable
                 algorithm.refresh(model, cfg, epoch)
                 metrics.update(evaluate(net, val_loader, cfg, device, info, "val"))
                 metrics.update(evaluate(net, test_loader, cfg, device, info, "test"))
+                check_finite(metrics)  # every rank sees the same reduced losses, so all stop together
                 for suffix, mode in algorithm.evaluation_modes(model, cfg, phase).items():
                     with mode:
                         extra = {**evaluate(net, val_loader, cfg, device, info, "val"),

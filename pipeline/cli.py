@@ -6,6 +6,8 @@ import sys
 from typing import Callable
 
 from hiddennets.config import ConfigError
+from hiddennets.errors import CheckpointError, DivergedError
+from pipeline.storage import StorageError, storage_failure
 
 EXIT_BAD_INPUT = 2
 
@@ -16,10 +18,20 @@ def run_main(main: Callable[[list[str]], int], argv: list[str] | None = None) ->
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except (DivergedError, CheckpointError, StorageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # the reader went away (e.g. `| head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        problem = storage_failure(exc)
+        if problem is None:
+            raise
+        print(f"error: storage failed ({problem}); what was written before is intact; make room or make it "
+              "writable, then run the same command to resume", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130

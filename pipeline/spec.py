@@ -106,7 +106,26 @@ def storage_of(spec: Mapping[str, Any], cli_storage: str | None) -> str:
     storage = cli_storage or spec.get("storage") or "results"
     if not isinstance(storage, str):
         raise ConfigError(f"storage: expected a path or s3:// URI, got {storage!r}")
+    refuse_credentials(storage)
     return storage
+
+
+SECRET_WORDS = ("key", "secret", "token", "password", "credential", "session")
+
+
+def refuse_credentials(uri: str) -> None:
+    """pyarrow would accept s3://KEY:SECRET@bucket or ?secret_key=...; the URI then lands in every
+    results table and checkpoint path. Credentials come from the standard AWS chain instead."""
+    from urllib.parse import parse_qs, urlsplit
+
+    if "://" not in uri:
+        return
+    parts = urlsplit(uri)
+    query_keys = [k for k in parse_qs(parts.query) if any(w in k.lower() for w in SECRET_WORDS)]
+    if "@" in parts.netloc or query_keys:
+        raise ConfigError("storage: the URI carries credentials, which would be written into the results; drop "
+                          "them and let the AWS credential chain supply them (AWS_* environment variables, "
+                          "~/.aws/credentials, or the node's instance profile)")
 
 
 def _check_sampler(key: str, value: dict[str, Any]) -> None:

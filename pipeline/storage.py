@@ -1,9 +1,36 @@
 """One way to reach sweep storage, local path or URI (s3://, file://), through pyarrow filesystems."""
 from __future__ import annotations
 
+import errno
 import os
 
 import pyarrow.fs as pafs
+
+# the storage itself is failing (full, read-only, gone), not the data or the code
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOENT,
+                  errno.ESTALE}
+STORAGE_WORDS = ("No space left on device", "Read-only file system", "Disk quota exceeded", "Permission denied")
+
+
+class StorageError(RuntimeError):
+    """Writing to the sweep's storage failed; what was written before stays readable."""
+
+
+def storage_failure(exc: BaseException) -> str | None:
+    """The storage failure behind `exc` (walking causes and contexts), as a short text, or None.
+    Ray re-raises errors from its own threads and workers as new exceptions, so their message text
+    is searched too."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS and exc.errno != errno.ENOENT:
+            return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        text = str(exc)
+        for words in STORAGE_WORDS:
+            if words in text:
+                return words
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def is_uri(location: str) -> bool:

@@ -113,7 +113,8 @@ def make_tuner(spec: SweepSpec, storage: str, sweep_uri: str, concurrent: int):
     trainable = build_trainable(spec, sweep_uri)
     if tune.Tuner.can_restore(sweep_uri):
         print(f"resuming sweep {spec.name} from {sweep_uri}", flush=True)
-        return tune.Tuner.restore(sweep_uri, trainable, resume_unfinished=True, resume_errored=False,
+        # errored trials run again from their last checkpoint: the cause (storage, data) may be fixed now
+        return tune.Tuner.restore(sweep_uri, trainable, resume_unfinished=True, resume_errored=True,
                                   restart_errored=False, param_space=_search_space(spec))
     s = spec.scheduler
     scheduler = (ASHAScheduler(time_attr="epoch", metric=s.metric, mode=s.mode, max_t=spec.max_epochs(),
@@ -160,6 +161,8 @@ def main(argv: list[str]) -> int:
         print(describe(spec))
         return 0
     from pipeline.cluster import check_resources, check_storage, max_concurrent, use_cluster_token
+    from pipeline.storage import StorageError, storage_failure
+    from pipeline.sweep_lock import hold_sweep
 
     storage = check_storage(spec.storage)
     sweep_uri = f"{storage.rstrip('/')}/{spec.name}"
@@ -168,26 +171,35 @@ def main(argv: list[str]) -> int:
     # Tune forces an experiment snapshot whenever num_to_keep checkpoints have rotated (so a restore
     # never points at a deleted checkpoint); with short epochs it warns about that on every trial.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if args.address:
-        use_cluster_token()
-    import ray
-    ray.init(address=args.address, logging_level=logging.WARNING, configure_logging=True)
-    try:
-        check_resources(spec.resources, args.wait_for_nodes)
-        guard_spec(sweep_uri, spec)  # the first write, once every check has passed
-        print(describe(spec), flush=True)
-        tuner = make_tuner(spec, storage, sweep_uri, args.max_concurrent or max_concurrent(spec.resources))
-        grid = tuner.fit()
-        from pipeline.tables import write_tables
-        from pipeline.tune_tables import record_from_result
-        trials, _ = write_tables(sweep_uri, spec.name, [record_from_result(r, spec) for r in grid])
-    finally:
-        ray.shutdown()
+    with hold_sweep(sweep_uri):  # a second driver on the same folder refuses here, before Ray starts
+        if args.address:
+            use_cluster_token()
+        import ray
+        ray.init(address=args.address, logging_level=logging.WARNING, configure_logging=True)
+        try:
+            check_resources(spec.resources, args.wait_for_nodes)
+            guard_spec(sweep_uri, spec)  # the first write, once every check has passed
+            print(describe(spec), flush=True)
+            tuner = make_tuner(spec, storage, sweep_uri, args.max_concurrent or max_concurrent(spec.resources))
+            grid = tuner.fit()
+            from pipeline.tables import write_tables
+            from pipeline.tune_tables import record_from_result
+            trials, _ = write_tables(sweep_uri, spec.name, [record_from_result(r, spec) for r in grid])
+        except Exception as exc:
+            problem = storage_failure(exc)
+            if problem is None:
+                raise
+            raise StorageError(f"{sweep_uri}: the storage failed during the sweep ({problem}); the tables written "
+                               "before stay readable; make room or make it writable, then run the same command "
+                               "to resume") from None
+        finally:
+            ray.shutdown()
+        report = report_or_hint(sweep_uri)
     print("\n" + summary(trials))
     counts = trials["status"].value_counts().to_dict()
     print(f"\n{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     print(f"results: {sweep_uri}/trials.parquet and {sweep_uri}/epochs.parquet")
-    print(f"report: {report_or_hint(sweep_uri)}")
+    print(f"report: {report}")
     errored = int((trials["status"] == "errored").sum())
     if errored:
         print(f"{errored} trial(s) errored (reasons in trials.parquet, column stop_reason); exit code 1")

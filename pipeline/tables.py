@@ -74,9 +74,16 @@ def epoch_rows(record: TrialRecord, results: list[dict[str, Any]]) -> pd.DataFra
     return frame.sort_values(["epoch", "phase"], kind="stable").reset_index(drop=True)
 
 
+def error_reason(error: str) -> str:
+    """A trial's error as the tables show it; a divergence reads "diverged: <loss> is nan at epoch N"."""
+    if "DivergedError" in error and "diverged:" in error:
+        return "diverged:" + error.split("diverged:", 1)[1].rstrip()
+    return error or "error"
+
+
 def _status(record: TrialRecord, epochs_done: int) -> tuple[str, str]:
     if record.status == "ERROR":
-        return "errored", record.error or "error"
+        return "errored", error_reason(record.error)
     if record.status == "TERMINATED":
         if epochs_done >= total_epochs(record.config):
             return "completed", ""
@@ -140,8 +147,12 @@ def write_parquet(frame: pd.DataFrame, uri: str) -> None:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     if isinstance(fs, pafs.LocalFileSystem):
         tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.tmp-{os.getpid()}"
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, path)
+        finally:  # a full disk leaves a partial temporary behind: it would only take more space
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     else:
         pq.write_table(table, path, filesystem=fs)
 

@@ -21,11 +21,13 @@ import torch
 from ray import tune
 
 from hiddennets.config import RunConfig, config_from_dict
+from hiddennets.checkpoint import digests_path
 from hiddennets.engine import CHECKPOINT, train
 from hiddennets.run_dir import CONFIG_FILE
 
 # what a reported checkpoint holds: enough to rebuild the run folder anywhere
-CHECKPOINT_FILES = (CHECKPOINT, CONFIG_FILE, "metrics.jsonl")
+# (the newest checkpoint and its digest list; Ray keeps the older generations itself)
+CHECKPOINT_FILES = (CHECKPOINT, digests_path(Path(CHECKPOINT)).name, CONFIG_FILE, "metrics.jsonl")
 
 
 def restore_run_dir(run_dir: Path, checkpoint: ray.tune.Checkpoint | None) -> None:

@@ -1,6 +1,7 @@
 """Keeps the Parquet tables current while Tune runs, from Tune's own trial state and result files."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -8,6 +9,7 @@ from typing import Any
 from ray import tune
 
 from pipeline.spec import SweepSpec
+from pipeline.storage import storage_failure
 from pipeline.tables import TrialRecord, write_tables
 
 RESULT_FILE = "result.json"  # written by Tune's JsonLoggerCallback, one line per report, flushed
@@ -45,9 +47,20 @@ class TablesCallback(tune.Callback):
     def __init__(self, spec: SweepSpec, sweep_uri: str, interval_s: float = 10.0):
         self.spec, self.sweep_uri, self.interval_s = spec, sweep_uri, interval_s
         self._last_write = 0.0
+        self.storage_problem: str | None = None
 
     def _write(self, trials) -> None:
-        write_tables(self.sweep_uri, self.spec.name, [record_from_trial(t, self.spec) for t in trials])
+        try:
+            write_tables(self.sweep_uri, self.spec.name, [record_from_trial(t, self.spec) for t in trials])
+        except OSError as exc:
+            # storage full or read-only: keep the sweep going (the tables on disk are the last good
+            # ones, written atomically); the driver reports the failure when the sweep ends
+            problem = storage_failure(exc) or str(exc)
+            if problem != self.storage_problem:
+                print(f"warning: tables not updated in {self.sweep_uri}: {problem}", file=sys.stderr, flush=True)
+            self.storage_problem = problem
+        else:
+            self.storage_problem = None
         self._last_write = time.monotonic()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):

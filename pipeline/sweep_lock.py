@@ -1,0 +1,101 @@
+"""One driver per sweep folder: a second `pipeline.sweep` on the same storage and name refuses.
+
+Local storage: an exclusive `flock` on `<sweep>/.lock`. The kernel drops it when the holder dies,
+even by SIGKILL or preemption, so a rerun after a crash resumes at once and never finds a stale lock.
+Object stores (s3://) have no locks: the driver keeps a lease object `<sweep>/.lease.json` with a
+heartbeat, and another driver refuses while the heartbeat is fresh. That check-then-write is not
+atomic, so two drivers started within the same second could both pass; it catches the common case
+(a second terminal, a duplicated job) which is what it is for.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+from hiddennets.config import ConfigError
+from pipeline.storage import filesystem, is_uri, read_text, write_text
+
+LOCK_FILE = ".lock"
+LEASE_FILE = ".lease.json"
+HEARTBEAT_S = 20.0
+LEASE_EXPIRES_S = 90.0
+
+
+def _holder() -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime()), "heartbeat": time.time()}
+
+
+def _busy(sweep: str, holder: dict) -> ConfigError:
+    who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('since', '?')}"
+    return ConfigError(f"{sweep}: this sweep is already being run ({who}); wait for that driver to finish or stop "
+                       "it - running the same command afterwards resumes the sweep")
+
+
+@contextlib.contextmanager
+def _local_lock(sweep_dir: Path) -> Iterator[None]:
+    created = not sweep_dir.exists()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    path = sweep_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+            except ValueError:
+                holder = {}
+            raise _busy(str(sweep_dir), holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(_holder()).encode(), 0)
+        try:
+            yield
+        finally:
+            # a sweep that never got further than the lock (e.g. refused input) leaves no trace
+            if created and [p.name for p in sweep_dir.iterdir()] == [LOCK_FILE]:
+                path.unlink()
+                sweep_dir.rmdir()
+    finally:
+        os.close(fd)  # releases the flock
+
+
+@contextlib.contextmanager
+def _lease(sweep_uri: str) -> Iterator[None]:
+    location = f"{sweep_uri}/{LEASE_FILE}"
+    text = read_text(location)
+    if text:
+        holder = json.loads(text)
+        mine = holder.get("host") == socket.gethostname() and holder.get("pid") == os.getpid()
+        if not mine and time.time() - float(holder.get("heartbeat", 0)) < LEASE_EXPIRES_S:
+            raise _busy(sweep_uri, holder)
+    lease = _holder()
+    write_text(location, json.dumps(lease))
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            write_text(location, json.dumps({**lease, "heartbeat": time.time()}))
+    thread = threading.Thread(target=beat, name="sweep-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        fs, path = filesystem(location)
+        fs.delete_file(path)
+
+
+def hold_sweep(sweep_uri: str):
+    """Context manager: this process is the sweep's only driver until it exits (ConfigError if not)."""
+    if is_uri(sweep_uri):
+        return _lease(sweep_uri)
+    return _local_lock(Path(sweep_uri))
