@@ -24,7 +24,7 @@ def storage_failure(exc: BaseException) -> str | None:
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS and exc.errno != errno.ENOENT:
-            return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+            return os.strerror(exc.errno) + (f": {exc.filename}" if exc.filename else "")
         text = str(exc)
         for words in STORAGE_WORDS:
             if words in text:
@@ -63,3 +63,22 @@ def write_bytes(location: str, data: bytes) -> None:
 
 def write_text(location: str, text: str) -> None:
     write_bytes(location, text.encode())
+
+
+def probe_storage(location: str, size: int = 2**20) -> str | None:
+    """Can `location` take a write of `size` bytes right now? None if so, else what is wrong.
+    Ray reports a full or read-only disk in many shapes (a truncated error file it cannot unpickle,
+    a failed sync); asking the storage itself is the reliable test."""
+    fs, path = filesystem(location)
+    probe = f"{path.rstrip('/')}/.storage-probe-{os.getpid()}"
+    try:
+        with fs.open_output_stream(probe) as fh:
+            fh.write(b"\0" * size)
+    except OSError as exc:
+        return storage_failure(exc) or str(exc)
+    finally:
+        try:
+            fs.delete_file(probe)
+        except OSError:
+            pass
+    return None

@@ -161,7 +161,7 @@ def main(argv: list[str]) -> int:
         print(describe(spec))
         return 0
     from pipeline.cluster import check_resources, check_storage, max_concurrent, use_cluster_token
-    from pipeline.storage import StorageError, storage_failure
+    from pipeline.storage import StorageError, probe_storage, storage_failure
     from pipeline.sweep_lock import hold_sweep
 
     storage = check_storage(spec.storage)
@@ -186,7 +186,7 @@ def main(argv: list[str]) -> int:
             from pipeline.tune_tables import record_from_result
             trials, _ = write_tables(sweep_uri, spec.name, [record_from_result(r, spec) for r in grid])
         except Exception as exc:
-            problem = storage_failure(exc)
+            problem = storage_failure(exc) or probe_storage(sweep_uri)
             if problem is None:
                 raise
             raise StorageError(f"{sweep_uri}: the storage failed during the sweep ({problem}); the tables written "
@@ -201,6 +201,11 @@ def main(argv: list[str]) -> int:
     print(f"results: {sweep_uri}/trials.parquet and {sweep_uri}/epochs.parquet")
     print(f"report: {report}")
     errored = int((trials["status"] == "errored").sum())
+    problem = probe_storage(sweep_uri) if errored else None
+    if problem:  # the trials failed because the storage did
+        raise StorageError(f"{sweep_uri}: {errored} trial(s) errored and the storage is failing ({problem}); the "
+                           "tables written before stay readable; make room or make it writable, then run the "
+                           "same command to resume")
     if errored:
         print(f"{errored} trial(s) errored (reasons in trials.parquet, column stop_reason); exit code 1")
         return 1
