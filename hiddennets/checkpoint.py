@@ -91,7 +91,9 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     torch.save(state, buffer)
     blob = buffer.getvalue()
     new = _sha256(blob)
-    old = _read_manifest(path) or {}
+    old = _read_manifest(path)
+    if old is None:  # a folder without a (readable) manifest: vouch for the files that are there now
+        old = {"pending": [_sha256(p.read_bytes()) for p in (path, previous) if p.is_file()]}
     interrupted = bool(old.get("pending"))  # an earlier save died part-way: the names may not match
     write_json({**old, "pending": sorted({*old.get("pending", []), new})}, digests_path(path))
     kept = None
@@ -116,21 +118,32 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load_latest_checkpoint(path: Path) -> dict[str, Any] | None:
+def _set_aside(bad: Path) -> None:
+    target, n = bad.with_name(bad.name + ".corrupt"), 1
+    while target.exists():  # keep every damaged file for inspection
+        target, n = bad.with_name(f"{bad.name}.corrupt{n}"), n + 1
+    os.replace(bad, target)
+
+
+def load_latest_checkpoint(path: Path, repair: bool = True) -> dict[str, Any] | None:
     """The newest usable checkpoint of `path` and its previous generation, or None if neither exists.
 
     A file whose digest is not among the recorded ones, or that does not load, is reported (a logged
     warning), skipped, and renamed to `<name>.corrupt` (kept for inspection, and no longer in the way
-    of the good generation). Raises CheckpointError, touching nothing, if files exist but none is
-    usable: silently starting over would throw away the run."""
+    of the good generation) when `repair` (the one process that writes the folder; other ranks of
+    a distributed run read only). Raises CheckpointError, touching nothing, if files exist but none
+    is usable: silently starting over would throw away the run."""
     path = Path(path)
-    if path.parent.is_dir():
+    if repair and path.parent.is_dir():
         _remove_stale_temporaries(path)
     candidates = [p for p in (path, previous_path(path)) if p.is_file()]
     known = _known_digests(path)
     problems, rejected = [], []
     for candidate in candidates:
-        blob = candidate.read_bytes()
+        try:
+            blob = candidate.read_bytes()
+        except FileNotFoundError:  # set aside by the writing process meanwhile
+            continue
         if known is not None and _sha256(blob) not in known:
             problems.append(f"{candidate.name}: SHA-256 does not match any recorded in {digests_path(path).name} "
                             f"(truncated or corrupted, {len(blob)} bytes)")
@@ -142,8 +155,8 @@ def load_latest_checkpoint(path: Path) -> dict[str, Any] | None:
             problems.append(f"{candidate.name}: cannot be loaded ({type(exc).__name__}: {str(exc)[:120]})")
             rejected.append(candidate)
             continue
-        for bad in rejected:
-            os.replace(bad, bad.with_name(bad.name + ".corrupt"))
+        for bad in rejected if repair else []:
+            _set_aside(bad)
         if problems:
             log.warning("checkpoint problem in %s: %s (moved aside as .corrupt); resuming from %s (epoch %s)",
                         path.parent, "; ".join(problems), candidate.name, state.get("epoch"))

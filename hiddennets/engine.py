@@ -26,7 +26,7 @@ from hiddennets.build import build_model
 from hiddennets.checkpoint import load_latest_checkpoint, save_checkpoint, write_json, write_jsonl
 from hiddennets.config import ConfigError, RunConfig
 from hiddennets.data import build_datasets
-from hiddennets.errors import DivergedError
+from hiddennets.errors import CheckpointError, DivergedError
 from hiddennets.distributed import DistInfo, all_reduce_sum, barrier, broadcast_error, dist_info
 from hiddennets.layers import measured_density
 from hiddennets.optim import build_optimizer, schedule_factor
@@ -184,7 +184,18 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, callbacks: Iterable
 
     state, saved = RunState(), None
     ckpt_path = run_dir / CHECKPOINT
-    saved = load_latest_checkpoint(ckpt_path)
+    # rank 0 (the writer) checks and repairs the folder first; the others then only read it
+    saved, error = None, None
+    if info.is_main:
+        try:
+            saved = load_latest_checkpoint(ckpt_path, repair=True)
+        except CheckpointError as exc:
+            error = str(exc)
+    error = broadcast_error(error, info)
+    if error:
+        raise CheckpointError(error)
+    if not info.is_main:
+        saved = load_latest_checkpoint(ckpt_path, repair=False)
     if saved is not None:
         model.load_state_dict(saved["model"])
         state = RunState(saved["epoch"], list(saved["history"]))

@@ -76,6 +76,8 @@ def probe_storage(location: str, size: int = 2**20) -> str | None:
             fh.write(b"\0" * size)
     except OSError as exc:
         return storage_failure(exc) or str(exc)
+    except Exception:  # noqa: BLE001 - an odd filesystem error: no verdict, let the real error show
+        return None
     finally:
         try:
             fs.delete_file(probe)

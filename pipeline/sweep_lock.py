@@ -60,9 +60,10 @@ def _local_lock(sweep_dir: Path) -> Iterator[None]:
             yield
         finally:
             # a sweep that never got further than the lock (e.g. refused input) leaves no trace
-            if created and [p.name for p in sweep_dir.iterdir()] == [LOCK_FILE]:
-                path.unlink()
-                sweep_dir.rmdir()
+            with contextlib.suppress(OSError):
+                if created and [p.name for p in sweep_dir.iterdir()] == [LOCK_FILE]:
+                    path.unlink()
+                    sweep_dir.rmdir()
     finally:
         os.close(fd)  # releases the flock
 
@@ -82,7 +83,10 @@ def _lease(sweep_uri: str) -> Iterator[None]:
 
     def beat() -> None:
         while not stop.wait(HEARTBEAT_S):
-            write_text(location, json.dumps({**lease, "heartbeat": time.time()}))
+            try:
+                write_text(location, json.dumps({**lease, "heartbeat": time.time()}))
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the lease lasts 90 s
+                pass
     thread = threading.Thread(target=beat, name="sweep-lease", daemon=True)
     thread.start()
     try:
@@ -90,8 +94,11 @@ def _lease(sweep_uri: str) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
-        fs, path = filesystem(location)
-        fs.delete_file(path)
+        with contextlib.suppress(Exception):  # never hide the sweep's own outcome
+            current = json.loads(read_text(location) or "{}")
+            if current.get("pid") == lease["pid"] and current.get("host") == lease["host"]:
+                fs, path = filesystem(location)
+                fs.delete_file(path)
 
 
 def hold_sweep(sweep_uri: str):

@@ -64,7 +64,8 @@ def read_results(location: str | None) -> list[dict[str, Any]]:
 
 
 def epoch_rows(record: TrialRecord, results: list[dict[str, Any]]) -> pd.DataFrame:
-    rows = [r for r in results if "epoch" in r and "val_acc" in r]
+    # a resent epoch (pipeline.trial.resend_resumed_epoch) only fills a gap: the original row wins
+    rows = sorted((r for r in results if "epoch" in r and "val_acc" in r), key=lambda r: not r.get("resent"))
     frame = pd.DataFrame([{c: r.get(c) for c in EPOCH_COLUMNS} | {"trial_id": record.trial_id} for r in rows],
                          columns=EPOCH_COLUMNS)
     if frame.empty:

@@ -10,6 +10,7 @@ epochs a trial reports always continue exactly after the checkpoint it resumed f
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -66,6 +67,18 @@ def make_reporter(run_dir: Path, report: Callable[..., None], checkpoint_cls, at
     return on_epoch_end
 
 
+def resend_resumed_epoch(run_dir: Path, reporter: Callable) -> None:
+    """Report again the epoch a restored checkpoint ends at. Its metrics travel with its checkpoint
+    in one report; a worker killed right then can leave the checkpoint saved while the metrics never
+    reach Tune (seen with Ray Train restarting a DDP worker group), which would leave a gap in the
+    epochs table. Earlier epochs cannot be missing: reports arrive in order. A duplicate is harmless:
+    the tables keep one row per (trial, epoch, phase)."""
+    path = run_dir / "metrics.jsonl"
+    rows = path.read_text().splitlines() if path.is_file() else []
+    if rows:
+        reporter({**json.loads(rows[-1]), "resent": True}, None)
+
+
 def _limit_threads(cpus: float) -> None:
     # Ray packs trials by their CPU share; torch would otherwise use every core in each trial.
     torch.set_num_threads(max(1, int(cpus)))
@@ -76,6 +89,7 @@ def single_worker_trial(overrides: dict[str, Any], *, base: dict[str, Any], cpus
     cfg = config_from_dict(base, overrides)
     run_dir = Path(tune.get_context().get_trial_dir()) / "run"
     restore_run_dir(run_dir, tune.get_checkpoint())
+    resend_resumed_epoch(run_dir, make_reporter(run_dir, tune.report, tune.Checkpoint, attach=False))
     train(cfg, run_dir, callbacks=[make_reporter(run_dir, tune.report, tune.Checkpoint, attach=True)], log=None)
 
 
@@ -87,6 +101,7 @@ def ddp_worker_loop(loop_config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     run_dir = Path(tempfile.gettempdir()) / "hiddennets-train" / loop_config["trial_id"] / f"rank{ctx.get_world_rank()}"
     restore_run_dir(run_dir, ray.train.get_checkpoint())
+    resend_resumed_epoch(run_dir, make_reporter(run_dir, ray.train.report, ray.train.Checkpoint, attach=False))
     reporter = make_reporter(run_dir, ray.train.report, ray.train.Checkpoint, attach=ctx.get_world_rank() == 0)
     train(cfg, run_dir, callbacks=[reporter], log=None)
 

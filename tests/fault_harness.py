@@ -11,8 +11,9 @@ line is captured so the test can check it resumed from exactly that one.
 
 Kill points (kind, n): "step" before the n-th optimiser step applies; "eval" on entering the n-th
 evaluation; "torn_write" half-way through writing the n-th checkpoint's bytes; "digests" after the
-n-th digest list is updated but before its checkpoint lands; "rotate" between moving the n-th old
-checkpoint to checkpoint.prev.pt and renaming the new one in; "metrics" after the n-th checkpoint,
+n-th manifest write (each save writes it twice: before and after); "rotate" between moving the n-th old
+checkpoint to checkpoint.prev.pt and renaming the new one in; "landed" after the n-th new checkpoint is renamed in,
+before the manifest is rewritten; "metrics" after the n-th checkpoint,
 before metrics.jsonl is rewritten; "timer" from outside after n milliseconds.
 Corruptions ("truncate" / "flip", applied between attempts) damage checkpoint.pt on disk.
 """
@@ -62,7 +63,7 @@ def install_kill_point(kind: str, n: int) -> None:
                 _die()
             return real_evaluate(*args, **kwargs)
         engine.evaluate = evaluate
-    elif kind in ("torn_write", "digests", "rotate"):
+    elif kind in ("torn_write", "digests", "rotate", "landed"):
         real_replace_atomically, real_os_replace = checkpoint_module._replace_atomically, os.replace
 
         def replace_atomically(path, write):
@@ -81,6 +82,8 @@ def install_kill_point(kind: str, n: int) -> None:
             result = real_replace_atomically(path, write)
             if kind == "digests" and name == "checkpoint.sha256.json" and reached():
                 _die()
+            if kind == "landed" and name == "checkpoint.pt" and reached():
+                _die()  # the new checkpoint is in place, the manifest not yet rewritten
             return result
 
         def os_replace(src, dst, *args, **kwargs):

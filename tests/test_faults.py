@@ -33,10 +33,11 @@ CONFIG = {"dataset": "digits", "arch": "conv_digits", "width": 0.25, "algo": "ep
           "init": "signed_constant", "epochs": EPOCHS, "batch_size": 128, "seed": 0,
           "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4},
           "schedule": {"name": "cosine"}}
-# (kind, n): the n-th occurrence in that process's life; see fault_harness.py. 25 kills in all.
+# (kind, n): the n-th occurrence in that process's life; see fault_harness.py. 27 kills in all.
 KILLS = ([("step", n) for n in (1, 5, 11, 17, 3, 26, 9, 14)] + [("eval", n) for n in (1, 2, 3, 4)]
          + [("torn_write", n) for n in (1, 2, 1)] + [("digests", n) for n in (1, 2)]
-         + [("rotate", n) for n in (1, 2, 1)] + [("metrics", n) for n in (2, 2)])
+         + [("rotate", n) for n in (1, 2, 1)] + [("landed", n) for n in (1, 2)]
+         + [("metrics", n) for n in (2, 2)])
 TIMER_KILLS = 3
 
 
@@ -78,7 +79,8 @@ def test_every_kill_lands_and_every_restart_resumes_from_the_newest_complete_che
     kills = [a for a in attempts if a.get("kind")]
     assert len(kills) >= 20 + 2 and all(a["killed"] for a in kills), [(a, a["log"][-500:]) for a in kills
                                                                     if not a["killed"]]
-    assert {a["kind"] for a in kills} == {"step", "eval", "torn_write", "digests", "rotate", "metrics", "timer"}
+    assert {a["kind"] for a in kills} == {"step", "eval", "torn_write", "digests", "rotate", "landed", "metrics",
+                                          "timer"}
     for attempt in attempts:
         assert _resumed_from(attempt["log"]) == attempt["complete_epoch_before"], attempt
         assert "Traceback" not in attempt["log"], attempt["log"]
@@ -116,7 +118,7 @@ def test_when_no_checkpoint_is_usable_the_run_refuses_instead_of_starting_over(t
     spec = tmp_path / "run.yaml"
     spec.write_text(yaml.safe_dump({**CONFIG, "epochs": 1}))
     run_dir = tmp_path / "run"
-    assert run_cli("pipeline.run", str(spec), "--out", str(run_dir)).returncode == 0
+    train(config_from_dict({**CONFIG, "epochs": 1}), run_dir, log=None)
     (run_dir / "checkpoint.pt").write_bytes((run_dir / "checkpoint.pt").read_bytes()[:1000])
     before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
     proc = run_cli("pipeline.run", str(spec), "--out", str(run_dir))
@@ -159,9 +161,12 @@ def test_a_tampered_checkpoint_cannot_run_code_even_with_a_matching_digest(tmp_p
     assert not marker.exists()
 
 
-def test_a_loss_that_becomes_nan_stops_the_run_as_diverged_before_it_is_checkpointed(tmp_path):
+def test_a_loss_that_becomes_nan_stops_the_run_as_diverged_and_keeps_the_last_good_checkpoint(tmp_path):
+    # lr 0.1 for epoch 1, then x1e13: dense training blows up in epoch 2
     cfg = config_from_dict({**CONFIG, "algo": "dense", "epochs": 3,
-                            "optimizer": {"name": "sgd", "lr": 1.0e12, "momentum": 0.9}})
-    with pytest.raises(DivergedError, match=r"^diverged: train_loss is (nan|inf) at epoch 1 \(lr 1e\+12\)"):
+                            "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
+                            "schedule": {"name": "multistep", "milestones": [1], "gamma": 1.0e13}})
+    with pytest.raises(DivergedError, match=r"^diverged: train_loss is (nan|inf) at epoch 2 \(lr 1e\+12\)"):
         train(cfg, tmp_path / "run", log=None)
-    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert load_latest_checkpoint(tmp_path / "run" / "checkpoint.pt")["epoch"] == 1  # the good one, untouched
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1

@@ -25,12 +25,12 @@ from tests.conftest import REPO, run_cli
 from tests.test_sweep import write_spec
 
 SEEDS, DENSITIES, INITS, ALGOS = [0, 1], [0.25, 0.5], ["signed_constant"], ["ep", "gem_miner"]
-SEARCH_EPOCHS, FINETUNE_EPOCHS = 3, 1
+SEARCH_EPOCHS, FINETUNE_EPOCHS = 2, 1
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory) -> Path:
-    """8 trials: edge-popup and Gem-Miner (3 search + 1 fine-tune epochs) x 2 densities x 2 seeds."""
+    """8 trials: edge-popup and Gem-Miner (2 search + 1 fine-tune epochs) x 2 densities x 2 seeds."""
     folder = tmp_path_factory.mktemp("report")
     spec = write_spec(folder, "small", base={"epochs": SEARCH_EPOCHS, "batch_size": 128,
                                              "gem_miner": {"iter_period": 1, "finetune_epochs": FINETUNE_EPOCHS}},

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from hiddennets.checkpoint import load_latest_checkpoint
 from tests.conftest import REPO, run_cli
 from tests.test_sweep import assert_epochs_complete, write_spec
 
@@ -43,7 +44,7 @@ def small_disk(tmp_path):
 def test_a_full_disk_stops_a_run_with_one_line_and_keeps_its_last_checkpoint(small_disk, tmp_path):
     disk, _ = small_disk
     spec = tmp_path / "run.yaml"
-    spec.write_text(yaml.safe_dump({"dataset": "digits", "arch": "conv_digits", "width": 0.5, "algo": "ep",
+    spec.write_text(yaml.safe_dump({"dataset": "digits", "arch": "conv_digits", "width": 0.25, "algo": "ep",
                                     "density": 0.5, "init": "signed_constant", "epochs": 1, "batch_size": 64}))
     run_dir = disk / "run"
     assert run_cli("pipeline.run", str(spec), "--out", str(run_dir)).returncode == 0
@@ -80,7 +81,7 @@ def fill(disk: Path) -> Path:
 
 def test_storage_filling_up_mid_sweep_is_reported_and_the_sweep_resumes_once_there_is_room(small_disk, tmp_path):
     disk, _ = small_disk
-    spec = write_spec(tmp_path, "full", base={"epochs": 3, "width": 0.5}, grid={"seed": [0, 1]},
+    spec = write_spec(tmp_path, "full", base={"epochs": 2, "width": 0.25}, grid={"seed": [0, 1]},
                       scheduler={"name": "fifo"}, max_failures=0)
     cmd = [sys.executable, "-m", "pipeline.sweep", str(spec), "--storage", str(disk), "--max-concurrent", "1"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
@@ -107,3 +108,23 @@ def test_storage_filling_up_mid_sweep_is_reported_and_the_sweep_resumes_once_the
     trials, epochs = pd.read_parquet(sweep / "trials.parquet"), pd.read_parquet(sweep / "epochs.parquet")
     assert len(trials) == 2 and (trials.status == "completed").all()
     assert_epochs_complete(trials, epochs)
+
+
+def test_a_run_on_storage_that_turned_read_only_fails_in_one_line_and_its_results_stay_readable(small_disk,
+                                                                                                  tmp_path):
+    disk, remount = small_disk
+    spec = tmp_path / "run.yaml"
+    spec.write_text(yaml.safe_dump({"dataset": "digits", "arch": "conv_digits", "width": 0.25, "algo": "ep",
+                                    "density": 0.5, "init": "signed_constant", "epochs": 1, "batch_size": 64}))
+    assert run_cli("pipeline.run", str(spec), "--out", str(disk / "run")).returncode == 0
+    before = (disk / "run" / "metrics.jsonl").read_text()
+    remount("ro")  # nothing has a file open for writing now, so the kernel allows it
+    try:
+        proc = run_cli("pipeline.run", str(spec), "epochs=2", "--out", str(disk / "run2"))
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert proc.stderr.strip().splitlines()[-1].startswith(
+            f"error: storage failed (Read-only file system: {disk / 'run2'}"), proc.stderr
+        assert (disk / "run" / "metrics.jsonl").read_text() == before  # the earlier run is readable
+        assert load_latest_checkpoint(disk / "run" / "checkpoint.pt", repair=False)["epoch"] == 1
+    finally:
+        remount("rw")

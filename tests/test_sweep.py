@@ -90,7 +90,7 @@ def test_ddp_trials_run_back_to_back_and_a_killed_worker_is_replaced_from_the_la
     # 2 CPUs hold one 2-worker trial at a time: a leaked placement group would hang the second trial.
     # While the first trial trains, its rank-0 worker process is SIGKILLed: Ray Train must restart the
     # worker group from the last reported checkpoint and the trial must still complete.
-    spec = write_spec(tmp_path, "ddp", base={"epochs": 4}, grid={"seed": [0, 1]}, scheduler={"name": "fifo"},
+    spec = write_spec(tmp_path, "ddp", base={"epochs": 3}, grid={"seed": [0, 1]}, scheduler={"name": "fifo"},
                       resources={"workers_per_trial": 2, "cpus_per_worker": 1}, max_failures=1)
     cmd = [sys.executable, "-m", "pipeline.sweep", str(spec), "--storage", str(tmp_path / "out")]
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
