@@ -22,7 +22,6 @@ from pipeline.storage import write_bytes, write_text
 METRICS = ["test_acc_at_best_val", "best_val_acc", "last_test_acc"]
 METRIC_TITLES = {"test_acc_at_best_val": "test acc. at best val", "best_val_acc": "best val acc.",
                  "last_test_acc": "last test acc."}
-TWO_PHASE_END = {"search": "end of search", "finetune": "after fine-tune"}
 
 
 @dataclass
@@ -39,6 +38,11 @@ def mean_std(mean, std, count) -> str:
     return f"{text} ({int(count)})"
 
 
+def cells(aggregated: pd.DataFrame, metric: str) -> list[str]:
+    """over_seeds() output as "mean ± std (count)" strings, one per setting."""
+    return [mean_std(r[f"{metric}_mean"], r[f"{metric}_std"], r[f"{metric}_count"]) for _, r in aggregated.iterrows()]
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, disable_numparse=True) if len(frame) else "(none)"
 
@@ -49,8 +53,7 @@ def results_table(aggregated: pd.DataFrame, setting: list[str]) -> pd.DataFrame:
     out["completed / stopped early / errored"] = [
         f"{r.completed} / {r.stopped_early} / {r.errored}" for r in aggregated.itertuples()]
     for metric in METRICS:
-        out[METRIC_TITLES[metric]] = [mean_std(r[f"{metric}_mean"], r[f"{metric}_std"], r[f"{metric}_count"])
-                                      for _, r in aggregated.iterrows()]
+        out[METRIC_TITLES[metric]] = cells(aggregated, metric)
     return out
 
 
@@ -61,10 +64,8 @@ def phase_table(trials: pd.DataFrame, setting: list[str]) -> pd.DataFrame | None
         return None
     aggregated = analysis.over_seeds(multi, metrics=["search_last_test_acc", "last_test_acc"], by=setting)
     out = aggregated[setting].copy()
-    out["end of search: test acc."] = [mean_std(r["search_last_test_acc_mean"], r["search_last_test_acc_std"],
-                                                r["search_last_test_acc_count"]) for _, r in aggregated.iterrows()]
-    out["after fine-tune: test acc."] = [mean_std(r["last_test_acc_mean"], r["last_test_acc_std"],
-                                                  r["last_test_acc_count"]) for _, r in aggregated.iterrows()]
+    out["end of search: test acc."] = cells(aggregated, "search_last_test_acc")
+    out["after fine-tune: test acc."] = cells(aggregated, "last_test_acc")
     return out
 
 
