@@ -23,6 +23,7 @@ from pipeline.tables import config_columns
 HEADLINE = ["dataset", "arch", "algo", "density", "init"]
 # Columns that tell trials apart without being part of what was studied.
 NOT_A_SETTING = {"seed", "name", "data_dir", "num_workers", "device", "download", "eval_batch_size"}
+TWO_PHASE_ALGOS = ("gem_miner", "hc")  # search, then fine-tune
 DEFAULT_METRICS = ["test_acc_at_best_val", "best_val_acc", "last_test_acc"]
 
 
@@ -87,7 +88,7 @@ def planned_epochs(trials: pd.DataFrame) -> pd.Series:
         return trials["epochs_planned"].astype(int)
     # tables written before epochs_planned existed
     extra = trials.get("gem_miner_finetune_epochs", pd.Series(0, index=trials.index)).fillna(0)
-    return (trials["epochs"] + extra.where(trials["algo"].isin(["gem_miner", "hc"]), 0)).astype(int)
+    return (trials["epochs"] + extra.where(trials["algo"].isin(TWO_PHASE_ALGOS), 0)).astype(int)
 
 
 def early_stopping_savings(trials: pd.DataFrame) -> dict[str, float]:

@@ -59,7 +59,7 @@ def results_table(aggregated: pd.DataFrame, setting: list[str]) -> pd.DataFrame:
 
 def phase_table(trials: pd.DataFrame, setting: list[str]) -> pd.DataFrame | None:
     """Two-phase algorithms: test accuracy where the search ended and after fine-tuning."""
-    multi = trials[trials["algo"].isin(["gem_miner", "hc"])]
+    multi = trials[trials["algo"].isin(analysis.TWO_PHASE_ALGOS)]
     if multi.empty or "search_last_test_acc" not in multi:
         return None
     aggregated = analysis.over_seeds(multi, metrics=["search_last_test_acc", "last_test_acc"], by=setting)
@@ -115,7 +115,7 @@ def figures(trials: pd.DataFrame, epochs: pd.DataFrame, setting: list[str]) -> l
                 curves, f"learning_curves_{slug}.png",
                 f"{where}: validation accuracy by epoch (mean ± std over seeds)",
                 [c for c in setting if c not in ("dataset", "arch", "algo")], phase_starts=starts))
-        for algo in sorted(set(group["algo"]) & {"gem_miner", "hc"}):
+        for algo in sorted(set(group["algo"]) & set(analysis.TWO_PHASE_ALGOS)):
             runs = group[group["algo"] == algo]
             panel_by = [c for c in setting if c not in ("dataset", "arch", "algo")]
             both = analysis.curves(runs, epochs, "val_acc", by=panel_by).rename(columns={"mean": "val_acc"})
