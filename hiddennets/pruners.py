@@ -46,9 +46,14 @@ def keep_top(scores: dict[str, torch.Tensor], density: float, scope: str) -> dic
         return masks
     if scope != "global":
         raise ValueError(f"scope: expected 'global' or 'layer', got {scope!r}")
+    return keep_top_global(scores, kept_count(density, sum(s.numel() for s in scores.values())))
+
+
+def keep_top_global(scores: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+    """0/1 masks keeping exactly the k highest scores over all layers together."""
     flat = torch.cat([s.flatten().to(torch.float64) for s in scores.values()])
     keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
-    keep[torch.topk(flat, kept_count(density, flat.numel())).indices] = True
+    keep[torch.topk(flat, k).indices] = True
     masks, start = {}, 0
     for name, s in scores.items():
         masks[name] = keep[start:start + s.numel()].view_as(s)
@@ -136,3 +141,26 @@ def prune(model: nn.Module, method: str, density: float, scope: str = "global", 
     if method not in SCORERS:
         raise ValueError(f"unknown pruner {method!r}; valid: {', '.join(PRUNERS)}")
     return keep_top(SCORERS[method](model, batch=batch, seed=seed), density, scope)
+
+
+def imp_step(weights: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], rate: float = 0.2
+             ) -> dict[str, torch.Tensor]:
+    """One level of iterative magnitude pruning: of the weights still kept (globally), keep the
+    ceil((1 - rate) * kept) largest |w|; pruned ones stay pruned."""
+    if not 0 < rate < 1:
+        raise ValueError(f"rate: must be in (0, 1), got {rate}")
+    remaining = sum(int(m.sum()) for m in masks.values())
+    keep = kept_count(1 - rate, remaining)
+    scores = {name: torch.where(masks[name].bool(), w.detach().abs().double(), torch.tensor(-1.0, dtype=torch.float64))
+              for name, w in weights.items()}
+    return keep_top_global(scores, keep)  # pruned entries score -1: never chosen while keep <= remaining
+
+
+def imp_densities(levels: int, rate: float = 0.2, total: int | None = None) -> list[float]:
+    """The density after each level (level 0 = dense): (1 - rate)**level, or exact counts for `total`."""
+    if total is None:
+        return [(1 - rate) ** level for level in range(levels + 1)]
+    counts = [total]
+    for _ in range(levels):
+        counts.append(kept_count(1 - rate, counts[-1]))
+    return [c / total for c in counts]

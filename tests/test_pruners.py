@@ -79,3 +79,19 @@ def test_ties_still_keep_exactly_k_and_magnitude_keeps_the_largest():
         prune(net, "synflw", 0.5)
     with pytest.raises(ValueError, match="snip needs a batch"):
         prune(net, "snip", 0.5)
+
+
+def test_imp_prunes_20_percent_of_the_remaining_weights_per_level_by_global_magnitude():
+    from hiddennets.pruners import imp_densities, imp_step
+    weights = {"a": torch.tensor([0.1, -0.9, 0.5, 0.3, -0.7]), "b": torch.tensor([0.2, 0.8, -0.6, 0.4, 1.0])}
+    masks = {k: torch.ones(5, dtype=torch.bool) for k in weights}
+    kept = []
+    for _ in range(3):
+        masks = imp_step(weights, masks)
+        kept.append(sorted(round(v, 1) for k in weights for v in weights[k][masks[k]].abs().tolist()))
+    # 10 -> ceil(8) = 8 (drops 0.1, 0.2) -> ceil(6.4) = 7 (drops 0.3) -> ceil(5.6) = 6 (drops 0.4)
+    assert kept[0] == [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert kept[1] == [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert kept[2] == [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert imp_densities(3, total=10) == [1.0, 0.8, 0.7, 0.6]
+    assert imp_densities(2) == pytest.approx([1.0, 0.8, 0.64])
