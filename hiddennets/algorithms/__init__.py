@@ -1,5 +1,5 @@
 """Algorithm registry: name -> Algorithm. One line per algorithm."""
-from hiddennets.algorithms import baselines, biprop, edge_popup, gem_miner
+from hiddennets.algorithms import baselines, biprop, dnw, edge_popup, gem_miner
 from hiddennets.algorithms.base import Algorithm, Phase
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -7,6 +7,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "biprop": biprop.ALGORITHM,
     "gem_miner": gem_miner.GEM_MINER,
     "hc": gem_miner.HC,
+    "dnw": dnw.ALGORITHM,
     "dense": baselines.DENSE,
     "random_mask": baselines.RANDOM_MASK,
 }
