@@ -5,8 +5,8 @@
 
 Magnitudes never change; entries outside `masks` (pruned) never flip. The moving average and a
 per-weight flip count live in the optimiser state, so `state_dict()` carries them through a
-checkpoint and a resumed run flips exactly as an uninterrupted one. The adaptivity decays by
-setting `group["adaptivity"]` (e.g. x0.15 every 45 epochs on CIFAR).
+checkpoint and a resumed run flips exactly as an uninterrupted one. The adaptivity is kept as the
+group's `lr`, so torch's own lr schedulers decay it (e.g. x0.15 every 45 epochs on CIFAR).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class Bop(torch.optim.Optimizer):
             raise ValueError(f"adaptivity: must be in (0, 1], got {adaptivity}")
         if threshold < 0:
             raise ValueError(f"threshold: must be >= 0, got {threshold}")
-        super().__init__(params, {"adaptivity": adaptivity, "threshold": threshold})
+        super().__init__(params, {"lr": adaptivity, "threshold": threshold})
         params_in_order = [p for group in self.param_groups for p in group["params"]]
         for p, mask in zip(params_in_order, masks or []):
             if mask.shape != p.shape:
@@ -51,7 +51,7 @@ class Bop(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            rate, threshold = group["adaptivity"], group["threshold"]
+            rate, threshold = group["lr"], group["threshold"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -64,3 +64,7 @@ class Bop(torch.optim.Optimizer):
                 p.copy_(torch.where(flip, -p, p))
                 state["flips"] += flip
         return loss
+
+    def total_flips(self) -> int:
+        """Sign flips made so far, over every parameter."""
+        return int(sum(int(state["flips"].sum()) for state in self.state.values() if "flips" in state))

@@ -71,6 +71,29 @@ class GemMinerConfig:
 
 
 @dataclass
+class PabConfig:
+    pruner: str = "synflow"          # the mask at init: synflow | snip | grasp | magnitude | random
+    scope: str = "global"            # global: one threshold over all layers; layer: density per layer
+    prune_iterations: int = 100      # synflow's iterations (exponential schedule)
+    adaptivity: float = 1.0e-3       # Bop's gamma (the seed's --ar)
+    threshold: float = 1.0e-6        # Bop's tau
+    adaptivity_decay: float = 0.15   # gamma *= this every decay_epochs (the seed's --ar-decay-ratio)
+    decay_epochs: int = 45           # (the seed's --ar-decay-freq)
+    psg: bool = False                # weight gradients from the low-precision PSG branch
+    psg_threshold: float = 1.0e-7    # PSG sparsify: zero entries below this * max|g|
+    psg_sign: bool = False           # PSG: keep only the sign of the kept entries
+    psg_input_bits: int = 8
+    psg_grad_bits: int = 16
+
+
+@dataclass
+class ImpConfig:
+    levels: int = 5                  # pruning levels after the dense level 0
+    rate: float = 0.2                # fraction of the remaining weights pruned per level (global |w|)
+    rewind_iter: int = 0             # rewind to the weights after this many steps of level 0 (0: init)
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     # data
@@ -106,6 +129,8 @@ class RunConfig:
     random_mask: RandomMaskConfig = field(default_factory=RandomMaskConfig)
     biprop: BipropConfig = field(default_factory=BipropConfig)
     gem_miner: GemMinerConfig = field(default_factory=GemMinerConfig)
+    pab: PabConfig = field(default_factory=PabConfig)
+    imp: ImpConfig = field(default_factory=ImpConfig)
 
     def semantic_dict(self) -> dict[str, Any]:
         """The keys that decide the run's results, flattened (`optimizer.lr`, ...)."""
@@ -179,6 +204,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as a string; accept it as a number
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif hint is str:
         if isinstance(value, str):
             return value
@@ -296,6 +326,21 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.algo in ("gem_miner", "hc") and cfg.density < 1 and cfg.epochs <= g.iter_period:
         raise ConfigError(f"gem_miner.iter_period: with epochs={cfg.epochs} no pruning round would run "
                           f"(rounds happen every {g.iter_period} epochs after epoch 0); use more epochs or a shorter period")
+    p = cfg.pab
+    from hiddennets.pruners import PRUNERS
+    _check_choice("pab.pruner", p.pruner, sorted(PRUNERS))
+    _check_choice("pab.scope", p.scope, ["global", "layer"])
+    if not 0 < p.adaptivity <= 1:
+        raise ConfigError(f"pab.adaptivity: must be in (0, 1], got {p.adaptivity}")
+    if p.threshold < 0 or p.psg_threshold < 0:
+        raise ConfigError("pab.threshold and pab.psg_threshold: must be >= 0")
+    if not 0 < p.adaptivity_decay <= 1 or p.decay_epochs < 1 or p.prune_iterations < 1:
+        raise ConfigError("pab: adaptivity_decay in (0, 1], decay_epochs >= 1 and prune_iterations >= 1")
+    if not (2 <= p.psg_input_bits <= 32 and 2 <= p.psg_grad_bits <= 32):
+        raise ConfigError("pab.psg_input_bits and pab.psg_grad_bits: must be between 2 and 32")
+    if cfg.imp.levels < 0 or not 0 < cfg.imp.rate < 1 or cfg.imp.rewind_iter < 0:
+        raise ConfigError(f"imp: levels >= 0, rate in (0, 1) and rewind_iter >= 0; got levels={cfg.imp.levels}, "
+                          f"rate={cfg.imp.rate}, rewind_iter={cfg.imp.rewind_iter}")
     if cfg.num_workers < 0:
         raise ConfigError(f"num_workers: must be >= 0, got {cfg.num_workers}")
     return cfg

@@ -29,7 +29,7 @@ from hiddennets.data import build_datasets
 from hiddennets.errors import CheckpointError, DivergedError
 from hiddennets.distributed import DistInfo, all_reduce_sum, barrier, broadcast_error, dist_info
 from hiddennets.layers import measured_density
-from hiddennets.optim import build_optimizer, schedule_factor
+from hiddennets.optim import schedule_factor
 from hiddennets.run_dir import claim_run_dir, default_run_dir
 
 CHECKPOINT = "checkpoint.pt"
@@ -97,9 +97,10 @@ def _summarise(sums: torch.Tensor, info: DistInfo, prefix: str) -> dict[str, flo
     return {f"{prefix}_loss": loss / n, f"{prefix}_acc": 100.0 * top1 / n, f"{prefix}_top5": 100.0 * top5 / n}
 
 
-def train_epoch(net: nn.Module, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer | None,
+def train_epoch(net: nn.Module, model: nn.Module, loader: DataLoader, optimizers: list[torch.optim.Optimizer],
                 algorithm: Algorithm, cfg: RunConfig, device: torch.device, info: DistInfo, epoch: int) -> dict[str, float]:
-    """One pass over the training data. `net` may be the DDP wrapper of `model`."""
+    """One pass over the training data. `net` may be the DDP wrapper of `model`; every optimiser
+    steps after each backward pass (Peek-a-Boo has two: Bop for signs, SGD for BN and the classifier)."""
     net.train()
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, n: no sync per step
     for x, y in loader:
@@ -108,11 +109,13 @@ def train_epoch(net: nn.Module, model: nn.Module, loader: DataLoader, optimizer:
         with _autocast(device, cfg):
             logits = net(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-        if optimizer is not None:
+        if optimizers:
             penalty = algorithm.regularizer(model, cfg)
-            optimizer.zero_grad(set_to_none=True)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
             (loss if penalty is None else loss + penalty).backward()
-            optimizer.step()
+            for optimizer in optimizers:
+                optimizer.step()
             algorithm.after_step(model, cfg)
         with torch.no_grad():
             logits = logits.float()
@@ -146,6 +149,13 @@ def summarise_run(history: list[dict[str, Any]], run_dir: Path) -> dict[str, Any
             "best_val_acc": best["val_acc"], "best_epoch": best["epoch"], "test_acc_at_best_val": best["test_acc"],
             "phases": {name: {"epoch": m["epoch"], "val_acc": m["val_acc"], "test_acc": m["test_acc"]}
                        for name, m in phase_ends.items()}}
+
+
+def _as_list(saved_state) -> list:
+    """Optimiser states as saved: a list (one per optimiser); older checkpoints held one dict."""
+    if saved_state is None:
+        return []
+    return saved_state if isinstance(saved_state, list) else [saved_state]
 
 
 def _format_line(m: dict[str, Any], epochs: int) -> str:
@@ -216,12 +226,15 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, callbacks: Iterable
             fresh = state.epoch == phase_start
             algorithm.start_phase(model, cfg, phase, fresh)
             params = [p for p in model.parameters() if p.requires_grad]
-            optimizer = build_optimizer(params, phase.optimizer) if params else None
             factor = schedule_factor(phase.schedule, phase.epochs)
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor) if optimizer else None
-            if optimizer is not None and not fresh and saved is not None and saved.get("phase", "train") == phase.name:
-                optimizer.load_state_dict(saved["optimizer"])
-                scheduler.load_state_dict(saved["scheduler"])
+            pairs = algorithm.optimizers(model, cfg, phase) if params else []
+            optimizers = [opt for opt, _ in pairs]
+            schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, fn) for opt, fn in pairs]
+            if optimizers and not fresh and saved is not None and saved.get("phase", "train") == phase.name:
+                for opt, sched, opt_state, sched_state in zip(optimizers, schedulers, _as_list(saved["optimizer"]),
+                                                               _as_list(saved["scheduler"]), strict=True):
+                    opt.load_state_dict(opt_state)
+                    sched.load_state_dict(sched_state)
             # DDP registers the parameters that train when it wraps, so each phase wraps anew
             net = model
             if info.active and params:
@@ -235,8 +248,9 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, callbacks: Iterable
                 metrics: dict[str, Any] = {"epoch": epoch + 1, "phase": phase.name,
                                            "lr": phase.optimizer.lr * factor(epoch - phase_start)}
                 algorithm.on_epoch_start(model, cfg, epoch)
-                metrics.update(train_epoch(net, model, train_loader, optimizer, algorithm, cfg, device, info, epoch))
-                if scheduler is not None:
+                metrics.update(train_epoch(net, model, train_loader, optimizers, algorithm, cfg, device, info, epoch))
+                metrics.update(algorithm.epoch_metrics(optimizers))
+                for scheduler in schedulers:
                     scheduler.step()
                 algorithm.refresh(model, cfg, epoch)
                 metrics.update(evaluate(net, val_loader, cfg, device, info, "val"))
@@ -253,8 +267,8 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, callbacks: Iterable
                 if info.is_main:
                     save_checkpoint({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": state.epoch,
                                      "phase": phase.name, "history": state.history, "model": model.state_dict(),
-                                     "optimizer": optimizer.state_dict() if optimizer else None,
-                                     "scheduler": scheduler.state_dict() if scheduler else None}, ckpt_path)
+                                     "optimizer": [opt.state_dict() for opt in optimizers],
+                                     "scheduler": [sched.state_dict() for sched in schedulers]}, ckpt_path)
                     write_jsonl(state.history, run_dir / "metrics.jsonl")
                     for key, value in metrics.items():
                         if isinstance(value, float):

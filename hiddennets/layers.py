@@ -23,6 +23,9 @@ class SubnetMixin:
     """What every algorithm's layer provides. `weight` is the random (or trained) dense weight."""
 
     density: float = 1.0
+    is_input: bool = False   # the first layer (built with first=True)
+    is_output: bool = False  # the classifier (built with last=True)
+    kept_dense: bool = False  # density 1 by the config or the architecture, whatever the run's density
     weight: torch.Tensor
 
     def setup(self, density: float, cfg: "RunConfig") -> None:
@@ -79,7 +82,7 @@ class LayerFactory:
     """Builds layers for one run: the algorithm's masked conv/linear, BN and activations.
 
     `first=True` / `last=True` mark the input and output layers, which stay dense (density 1) when
-    the config says `first_layer_dense` / `last_layer_dense`.
+    the config says `first_layer_dense` / `last_layer_dense`; `dense=True` keeps a layer dense always.
     """
 
     def __init__(self, conv_type: type[SubnetConv2d], linear_type: type[SubnetLinear], cfg: "RunConfig",
@@ -92,24 +95,26 @@ class LayerFactory:
         before the next conv or linear, so the image input and the logits stay real."""
         return LayerFactory(self.conv_type, self.linear_type, self.cfg, binary_activations=True)
 
-    def _density(self, first: bool, last: bool) -> float:
-        if (first and self.cfg.first_layer_dense) or (last and self.cfg.last_layer_dense):
-            return 1.0
-        return self.cfg.density
+    def _kept_dense(self, first: bool, last: bool, dense: bool) -> bool:
+        return dense or (first and self.cfg.first_layer_dense) or (last and self.cfg.last_layer_dense)
 
-    def _finish(self, layer: SubnetMixin, density: float) -> nn.Module:
+    def _finish(self, layer: SubnetMixin, first: bool, last: bool, dense: bool) -> nn.Module:
+        layer.is_input, layer.is_output = first, last
+        layer.kept_dense = self._kept_dense(first, last, dense)
+        density = 1.0 if layer.kept_dense else self.cfg.density
         init_weight(layer.weight, self.cfg.init, self.cfg.scaled, density)
         layer.setup(density, self.cfg)
         return layer
 
     def conv(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0,
-             groups: int = 1, *, first: bool = False, last: bool = False) -> nn.Module:
+             groups: int = 1, *, first: bool = False, last: bool = False, dense: bool = False) -> nn.Module:
+        """`dense=True`: a layer the architecture never sparsifies (e.g. a graph node's own operation)."""
         layer = self.conv_type(in_ch, out_ch, kernel_size, stride=stride, padding=padding, groups=groups, bias=False)
-        return self._finish(layer, self._density(first, last))
+        return self._finish(layer, first, last, dense)
 
     def linear(self, in_features: int, out_features: int, *, first: bool = False, last: bool = False) -> nn.Module:
         layer = self.linear_type(in_features, out_features, bias=False)
-        return self._finish(layer, self._density(first, last))
+        return self._finish(layer, first, last, False)
 
     def bn(self, channels: int) -> nn.Module:
         # Non-affine BN (running statistics, no gamma/beta) unless learn_bn: the seeds' default.

@@ -117,3 +117,22 @@ def curves(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str = "val_acc",
     keyed[by] = keyed[by].astype(object).where(keyed[by].notna(), "")
     grouped = keyed.groupby(by + ["epoch", "phase"], sort=True)["_value"]
     return grouped.agg(mean="mean", std="std", count="count").reset_index()
+
+
+def phase_results(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial and phase: where the phase ended (epoch, measured density, val/test accuracy)
+    and its best val_acc with the test accuracy there. IMP's levels are phases, so this is the
+    table of accuracy per pruning level; Gem-Miner's are search and fine-tune."""
+    if epochs.empty:
+        return pd.DataFrame()
+    rows = []
+    for (trial_id, phase), group in epochs.groupby(["trial_id", "phase"], sort=False):
+        group = group.sort_values("epoch")
+        last, best = group.iloc[-1], group.loc[group["val_acc"].idxmax()]
+        rows.append({"trial_id": trial_id, "phase": phase, "phase_end_epoch": int(last["epoch"]),
+                     "phase_density": last["density"], "phase_last_val_acc": last["val_acc"],
+                     "phase_last_test_acc": last["test_acc"], "phase_best_val_acc": best["val_acc"],
+                     "phase_test_acc_at_best_val": best["test_acc"]})
+    ends = pd.DataFrame(rows).sort_values(["trial_id", "phase_end_epoch"], kind="stable")
+    settings = [c for c in setting_columns(trials) + ["seed", "status"] if c in trials.columns]
+    return ends.merge(trials[["trial_id", *settings]], on="trial_id", how="left").reset_index(drop=True)

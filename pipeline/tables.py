@@ -25,7 +25,9 @@ from pipeline.storage import filesystem, read_text
 EPOCH_COLUMNS = ["trial_id", "epoch", "phase", "train_loss", "train_acc", "train_top5", "val_loss", "val_acc",
                  "val_top5", "test_loss", "test_acc", "test_top5", "density", "lr", "seconds", "node_id", "pid",
                  # Gem-Miner's evaluation before rounding (search phase); empty for other algorithms
-                 "val_loss_unrounded", "val_acc_unrounded", "test_loss_unrounded", "test_acc_unrounded"]
+                 "val_loss_unrounded", "val_acc_unrounded", "test_loss_unrounded", "test_acc_unrounded",
+                 # Peek-a-Boo: Bop's sign flips so far and its current adaptivity; empty for others
+                 "flips", "adaptivity"]
 # Short names for the optimiser keys everyone filters on; other nested keys become section_key.
 RENAMES = {"optimizer.name": "optimizer", "optimizer.lr": "lr", "optimizer.momentum": "momentum",
            "optimizer.nesterov": "nesterov", "optimizer.weight_decay": "weight_decay", "optimizer.betas": "betas",
@@ -120,9 +122,10 @@ def trial_row(sweep: str, record: TrialRecord, results: list[dict[str, Any]], ep
                     "last_density": last["density"], "wall_time_s": float(epochs["seconds"].sum()),
                     "nodes": ",".join(sorted({str(n) for n in epochs["node_id"].dropna()}))})
         phases = list(dict.fromkeys(epochs["phase"]))
-        for phase in phases[:-1]:  # two-phase algorithms: where each earlier phase ended
+        for phase in phases[:-1]:  # multi-phase algorithms: where each earlier phase ended
             end = epochs[epochs["phase"] == phase].iloc[-1]
-            row.update({f"{phase}_last_val_acc": end["val_acc"], f"{phase}_last_test_acc": end["test_acc"]})
+            row.update({f"{phase}_last_val_acc": end["val_acc"], f"{phase}_last_test_acc": end["test_acc"],
+                        f"{phase}_last_density": end["density"]})
     row["device"] = next((r["device"] for r in reversed(results) if r.get("device")), "")
     row.update({"checkpoint": record.checkpoint, "versions": versions})
     return row

@@ -1,5 +1,5 @@
 """Algorithm registry: name -> Algorithm. One line per algorithm."""
-from hiddennets.algorithms import baselines, biprop, dnw, edge_popup, gem_miner
+from hiddennets.algorithms import baselines, biprop, dnw, edge_popup, gem_miner, imp, pab
 from hiddennets.algorithms.base import Algorithm, Phase
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -8,6 +8,8 @@ ALGORITHMS: dict[str, Algorithm] = {
     "gem_miner": gem_miner.GEM_MINER,
     "hc": gem_miner.HC,
     "dnw": dnw.ALGORITHM,
+    "pab": pab.ALGORITHM,
+    "imp": imp.ALGORITHM,
     "dense": baselines.DENSE,
     "random_mask": baselines.RANDOM_MASK,
 }

@@ -7,16 +7,20 @@ The hooks are no-ops here so simple algorithms only override what they need.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn as nn
 
 from hiddennets.config import OptimizerConfig, ScheduleConfig
 from hiddennets.layers import SubnetConv2d, SubnetLinear, subnet_layers
+from hiddennets.optim import build_optimizer, schedule_factor
 
 if TYPE_CHECKING:
     from hiddennets.config import RunConfig
+
+
+OptimizerAndSchedule = tuple[torch.optim.Optimizer, Callable[[int], float]]
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,16 @@ class Algorithm:
         """Set what trains in `phase`. `fresh` is True when the phase begins now (not on a resume
         part-way through it): the place for one-off changes such as fixing a mask."""
         self.prepare(model, cfg)
+
+    def optimizers(self, model: nn.Module, cfg: "RunConfig", phase: Phase) -> list[OptimizerAndSchedule]:
+        """The phase's optimisers, each with its lr factor per epoch of the phase; all step after every
+        backward pass and all are checkpointed. Default: one optimiser for every parameter that trains."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        return [(build_optimizer(params, phase.optimizer), schedule_factor(phase.schedule, phase.epochs))]
+
+    def epoch_metrics(self, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
+        """Extra per-epoch metrics read from the optimisers after an epoch's training (e.g. Bop's flips)."""
+        return {}
 
     def evaluation_modes(self, model: nn.Module, cfg: "RunConfig", phase: Phase) -> dict:
         """Extra evaluations each epoch: {suffix: context manager}; metrics come back as val_acc_<suffix>."""

@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch.nn as nn
 
-from hiddennets.models import conv, resnet
+from hiddennets.models import conv, graphs, resnet
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "conv_digits": conv.conv_digits,
@@ -25,6 +25,10 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "resnet50": resnet.resnet_imagenet(resnet.Bottleneck, [3, 4, 6, 3]),
     "resnet101": resnet.resnet_imagenet(resnet.Bottleneck, [3, 4, 23, 3]),
     "wide_resnet50_2": resnet.resnet_imagenet(resnet.Bottleneck, [3, 4, 6, 3], base_width=128),
+    # the tiny graph classifiers of DNW (800 one-channel nodes; only the edges are sparse)
+    "dnw_static": graphs.static,
+    "dnw_discrete": graphs.discrete,
+    "dnw_continuous": graphs.continuous,
     # MPT-1/1: binary activations after each BN (Conv-n gain BN layers for it)
     **{f"conv{d}_binact": conv.binary_activations(partial(conv.conv_n, d, bn=True)) for d in (2, 4, 6, 8)},
     "vgg_small_binact": conv.binary_activations(conv.vgg_small),

@@ -1,0 +1,96 @@
+"""Iterative magnitude pruning with rewinding (Frankle & Carbin 2019; Frankle et al. 2020).
+
+Level 0 trains the dense network for `epochs`. Each further level (phase `level<j>`, `imp.levels` of
+them) first prunes the globally smallest `imp.rate` of the remaining |w| (pruned weights stay
+pruned: `hiddennets.pruners.imp_step`), then rewinds every parameter to its value after
+`imp.rewind_iter` steps of level 0 (0: the initialisation) and trains again for `epochs` with a fresh
+optimiser and schedule. Level j keeps ceil((1 - rate) * kept) of level j-1's weights, about
+(1 - rate)^j; `density` is not used. Each level is its own phase, so the epoch rows carry `phase` and
+the measured density, and the trials table has each earlier level's last accuracies and density.
+
+The rewind point is a buffer copy of every parameter and the step count is a buffer too, so both
+are in the checkpoint and a resume mid-level rewinds exactly as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from hiddennets.algorithms.base import Algorithm, Phase
+from hiddennets.layers import SubnetConv2d, SubnetLinear, SubnetMixin
+from hiddennets.pruners import imp_step
+
+REWIND_PREFIX = "rewind_"
+
+
+class Imp(SubnetMixin):
+    def setup(self, density, cfg):
+        self.density = density
+        self.register_buffer("fixed_mask", torch.ones_like(self.weight))
+
+    def mask(self):
+        return self.fixed_mask
+
+    def effective_weight(self):
+        return self.weight * self.fixed_mask
+
+    def set_trainable(self, cfg):
+        self.weight.requires_grad_(True)
+
+
+class ImpConv2d(Imp, SubnetConv2d):
+    pass
+
+
+class ImpLinear(Imp, SubnetLinear):
+    pass
+
+
+def _own_parameters(model: nn.Module):
+    """(module, parameter name, parameter) for every parameter, each once."""
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            yield module, name, p
+
+
+class IterativeMagnitudePruning(Algorithm):
+    def phases(self, cfg):
+        return [Phase(f"level{j}", cfg.epochs, cfg.optimizer, cfg.schedule) for j in range(cfg.imp.levels + 1)]
+
+    def prepare(self, model, cfg):
+        # Called when the model is built, before a checkpoint is loaded: the rewind buffers must exist
+        # then so they load with the weights. Later calls keep the stored values.
+        if not hasattr(model, "imp_steps"):
+            model.register_buffer("imp_steps", torch.zeros((), dtype=torch.long))
+            for module, name, p in _own_parameters(model):
+                module.register_buffer(REWIND_PREFIX + name, p.detach().clone())
+        super().prepare(model, cfg)
+
+    def start_phase(self, model, cfg, phase, fresh):
+        if fresh and phase.name != "level0":
+            self.prune_and_rewind(model, cfg)
+        model.imp_level = int(phase.name.removeprefix("level"))
+        self.prepare(model, cfg)
+
+    @torch.no_grad()
+    def prune_and_rewind(self, model, cfg) -> None:
+        layers = {str(i): m for i, m in enumerate(m for m in model.modules() if isinstance(m, Imp) and not m.kept_dense)}
+        masks = imp_step({k: m.weight for k, m in layers.items()}, {k: m.fixed_mask for k, m in layers.items()},
+                         cfg.imp.rate)
+        for key, layer in layers.items():
+            layer.fixed_mask.copy_(masks[key])
+        for module, name, p in _own_parameters(model):
+            p.copy_(getattr(module, REWIND_PREFIX + name))
+
+    @torch.no_grad()
+    def after_step(self, model, cfg):
+        if getattr(model, "imp_level", 0) != 0 or cfg.imp.rewind_iter == 0:
+            return
+        model.imp_steps += 1
+        if int(model.imp_steps) == cfg.imp.rewind_iter:
+            for module, name, p in _own_parameters(model):
+                getattr(module, REWIND_PREFIX + name).copy_(p)
+
+
+ALGORITHM = IterativeMagnitudePruning("imp", ImpConv2d, ImpLinear,
+                                      "iterative magnitude pruning: train, prune 20% of |w| globally, rewind, repeat")
