@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hiddennets import build_model, config_from_dict
+from hiddennets.algorithms import ALGORITHMS
 from hiddennets.algorithms.edge_popup import EdgePopup
 from hiddennets.masks import MASK_METHODS, kept_count
 from hiddennets.optim import build_optimizer
@@ -115,6 +116,51 @@ def bench_steps(device: torch.device, repeats: int) -> list[dict]:
     return rows
 
 
+def _algorithm_step_fn(model: nn.Module, cfg, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    """One training step with the algorithm's own optimisers (Peek-a-Boo: Bop and SGD)."""
+    algorithm = ALGORITHMS[cfg.algo]
+    phase = algorithm.phases(cfg)[0]
+    algorithm.start_phase(model, cfg, phase, fresh=True)
+    optimizers = [opt for opt, _ in algorithm.optimizers(model, cfg, phase)]
+
+    def step():
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        for opt in optimizers:
+            opt.step()
+        algorithm.after_step(model, cfg)
+    return step
+
+
+def bench_algorithms(device: torch.device, repeats: int) -> list[dict]:
+    """A training step of DNW, Peek-a-Boo (with and without PSG) and IMP against a dense step, and
+    SynFlow's 100 iterations at init against one dense step."""
+    rows = []
+    setups = [("conv_digits", "digits", 1, 8, 128), ("resnet20", "cifar10", 3, 32, 64)]
+    if device.type == "cuda":
+        setups.append(("resnet18_cifar", "cifar10", 3, 32, 256))
+    variants = {"dense": {"algo": "dense"}, "dnw": {"algo": "dnw"}, "pab": {"algo": "pab", "learn_bn": True},
+                "pab_psg": {"algo": "pab", "learn_bn": True, "pab": {"psg": True}}, "imp": {"algo": "imp"}}
+    for arch, dataset, ch, size, batch in setups:
+        x = torch.randn(batch, ch, size, size, device=device)
+        y = torch.randint(0, 10, (batch,), device=device)
+        times = {}
+        for label, overrides in variants.items():
+            cfg = config_from_dict({"arch": arch, "dataset": dataset, "density": 0.3, "device": device.type,
+                                    "pab": {"prune_iterations": 1}, **overrides})
+            model = build_model(cfg).to(device).train()
+            times[label] = timed(_algorithm_step_fn(model, cfg, x, y), device, repeats)
+        cfg = config_from_dict({"arch": arch, "dataset": dataset, "algo": "pab", "density": 0.3})
+        model = build_model(cfg).to(device)
+        synflow = timed(lambda: ALGORITHMS["pab"].prune_at_init(model, cfg), device, max(1, repeats // 10), warmup=1)
+        row = {"arch": arch, "batch": batch, "dense_ms": times["dense"] * 1e3}
+        row.update({f"{k}_vs_dense": times[k] / times["dense"] for k in variants if k != "dense"})
+        row["synflow100_vs_dense_step"] = synflow / times["dense"]
+        rows.append(row)
+    return rows
+
+
 def _table(rows: list[dict]) -> str:
     keys = list(rows[0])
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
@@ -138,10 +184,15 @@ def main(argv: list[str]) -> int:
     print(_table(masks), "\n")
     steps = bench_steps(device, args.repeats)
     print("2./3. one SGD step at density 0.5: edge-popup vs dense, and ours vs the seed's .item() mask")
-    print(_table(steps))
+    print(_table(steps), "\n")
+    algorithms = bench_algorithms(device, args.repeats)
+    print("4. one training step at density 0.3 with each algorithm's own optimisers, vs a dense SGD step;")
+    print("   SynFlow's 100 float64 iterations at init vs one dense step")
+    print(_table(algorithms))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"device": name, "torch": torch.__version__, "masks": masks, "steps": steps}, fh, indent=1)
+            json.dump({"device": name, "torch": torch.__version__, "masks": masks, "steps": steps,
+                       "algorithms": algorithms}, fh, indent=1)
     return 0
 
 

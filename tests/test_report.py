@@ -236,6 +236,8 @@ def test_report_of_a_folder_without_tables_is_a_one_line_error_and_writes_nothin
     ("biprop_mpt_cifar10", ["MPT-1/32 VGG-Small, 95% pruned", "MPT-1/32 ResNet-18, 80% pruned",
                             "MPT-1/32 +BN ResNet-18, 80% pruned"]),
     ("biprop_binact_cifar10", ["MPT-1/1 +BN VGG-Small (1.25 width), 75% pruned"]),
+    ("dnw_tiny_cifar10", [f"{kind} ({how})" for kind in ("Static", "Discrete Time", "Continuous")
+                          for how in ("Random Graph", "DNW")]),
 ])
 def test_specs_that_mirror_a_seed_table_cover_its_published_rows(spec, labels):
     """The report can only compare what a sweep runs: each seed-mirroring spec must hit its rows."""

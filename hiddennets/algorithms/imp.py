@@ -74,7 +74,8 @@ class IterativeMagnitudePruning(Algorithm):
 
     @torch.no_grad()
     def prune_and_rewind(self, model, cfg) -> None:
-        layers = {str(i): m for i, m in enumerate(m for m in model.modules() if isinstance(m, Imp) and not m.kept_dense)}
+        pruned = [m for m in model.modules() if isinstance(m, Imp) and not m.kept_dense]
+        layers = {str(i): layer for i, layer in enumerate(pruned)}
         masks = imp_step({k: m.weight for k, m in layers.items()}, {k: m.fixed_mask for k, m in layers.items()},
                          cfg.imp.rate)
         for key, layer in layers.items():
