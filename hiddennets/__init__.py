@@ -4,6 +4,7 @@
     cfg = load_config("sweeps/quickstart.yaml", density=0.3, algo="ep")
     result = train(cfg)          # final metrics; outputs under the run folder
     model = build_model(cfg)     # any arch with the algorithm's layers plugged in
+    masks = prune(model, "synflow", 0.3, input_shape=(1, 8, 8))   # pruning at init, exact density
 
 This package never imports Ray; orchestration lives in `pipeline`.
 """
@@ -11,7 +12,8 @@ from hiddennets.build import build_model
 from hiddennets.config import ConfigError, RunConfig, config_from_dict, load_config
 from hiddennets.engine import train
 from hiddennets.masks import kept_count, topk_mask
+from hiddennets.pruners import prune
 
 __all__ = ["ConfigError", "RunConfig", "build_model", "config_from_dict", "kept_count", "load_config",
-           "topk_mask", "train"]
+           "prune", "topk_mask", "train"]
 __version__ = "0.1.0"

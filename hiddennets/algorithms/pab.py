@@ -109,6 +109,8 @@ class PeekABoo(Algorithm):
         return pairs
 
     def epoch_metrics(self, optimizers):
+        if not optimizers:
+            return {}
         bop = optimizers[0]
         return {"flips": float(bop.total_flips()), "adaptivity": bop.param_groups[0]["lr"]}
 
