@@ -23,7 +23,6 @@ class SubnetMixin:
     """What every algorithm's layer provides. `weight` is the random (or trained) dense weight."""
 
     density: float = 1.0
-    is_input: bool = False   # the first layer (built with first=True)
     is_output: bool = False  # the classifier (built with last=True)
     kept_dense: bool = False  # density 1 by the config or the architecture, whatever the run's density
     weight: torch.Tensor
@@ -99,7 +98,7 @@ class LayerFactory:
         return dense or (first and self.cfg.first_layer_dense) or (last and self.cfg.last_layer_dense)
 
     def _finish(self, layer: SubnetMixin, first: bool, last: bool, dense: bool) -> nn.Module:
-        layer.is_input, layer.is_output = first, last
+        layer.is_output = last
         layer.kept_dense = self._kept_dense(first, last, dense)
         density = 1.0 if layer.kept_dense else self.cfg.density
         init_weight(layer.weight, self.cfg.init, self.cfg.scaled, density)

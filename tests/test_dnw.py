@@ -42,9 +42,9 @@ def test_dnw_on_digits_beats_a_trained_random_mask_of_the_same_density(quickstar
 
 
 def test_dnw_tiny_graph_on_digits_beats_its_random_graph(quickstart, tmp_path):
-    """The discrete-time graph classifier at a quarter of the nodes; only the edges are sparse."""
+    """The static graph classifier at a quarter of the nodes; only the edges are sparse."""
     from hiddennets import load_config, train
-    common = {"arch": "dnw_discrete", "width": 0.25, "density": 0.02, "init": "kaiming_normal", "epochs": 6,
+    common = {"arch": "dnw_static", "width": 0.25, "density": 0.02, "init": "kaiming_normal", "epochs": 6,
               "batch_size": 128, "first_layer_dense": True, "last_layer_dense": True}
     dnw = train(load_config(quickstart, {**common, "algo": "dnw"}), tmp_path / "dnw", log=None)
     random_graph = train(load_config(quickstart, {**common, "algo": "random_mask", "random_mask.train_weights": True}),

@@ -168,6 +168,18 @@ def test_killed_driver_then_same_command_resumes_without_rerunning_or_losing_epo
     assert len(second_run) >= 1 and second_run.epoch.min() > 1  # continued from a checkpoint, not from scratch
     assert second_run.epoch.min() == (resumed.pid == first_run_pid).sum() + 1
 
+    # A kill during Tune's own copy of its state leaves that file cut short (seen in CI: a 0-byte
+    # basic-variant-state), and Tune would then silently start the sweep afresh. The last good copy
+    # is put back and the finished sweep stays finished: nothing runs again.
+    (state,) = sorted(sweep_dir.glob("basic-variant-state-*.json"), key=lambda p: p.stat().st_mtime)[-1:]
+    state.write_bytes(b"")
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"note: Tune's {state.name} was cut short" in again.stdout
+    trials_again, epochs_again = tables(tmp_path / "out", "preempt")
+    assert sorted(trials_again.trial_id) == sorted(trials.trial_id)
+    assert epochs_again.sort_values(["trial_id", "epoch"]).pid.tolist() == epochs.sort_values(["trial_id", "epoch"]).pid.tolist()
+
 
 def test_failing_and_diverging_trials_are_errored_with_their_reason_and_the_sweep_goes_on(tmp_path):
     # The cifar10 points have no data: every attempt fails. At lr 1e12 dense training diverges (NaN)
