@@ -108,15 +108,11 @@ def make_tuner(spec: SweepSpec, storage: str, sweep_uri: str, concurrent: int):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from pipeline.storage import is_uri
-    from pipeline.tune_state import repair_tune_state
-    from pipeline.tune_tables import StateBackupCallback, TablesCallback
+    from pipeline.tune_tables import TablesCallback
 
     trainable = build_trainable(spec, sweep_uri)
     if tune.Tuner.can_restore(sweep_uri):
         print(f"resuming sweep {spec.name} from {sweep_uri}", flush=True)
-        for name in repair_tune_state(sweep_uri):
-            print(f"note: Tune's {name} was cut short by the interruption; put back its last good copy", flush=True)
         # errored trials run again from their last checkpoint: the cause (storage, data) may be fixed now
         return tune.Tuner.restore(sweep_uri, trainable, resume_unfinished=True, resume_errored=True,
                                   restart_errored=False, param_space=_search_space(spec))
@@ -133,8 +129,7 @@ def make_tuner(spec: SweepSpec, storage: str, sweep_uri: str, concurrent: int):
             name=spec.name, storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[TablesCallback(spec, sweep_uri),
-                       StateBackupCallback(sweep_uri, interval_s=10.0 if is_uri(sweep_uri) else 0.0)],
+            callbacks=[TablesCallback(spec, sweep_uri)],
             verbose=1,
         ),
     )

@@ -11,7 +11,6 @@ from ray import tune
 from pipeline.spec import SweepSpec
 from pipeline.storage import storage_failure
 from pipeline.tables import TrialRecord, write_tables
-from pipeline.tune_state import backup_state
 
 RESULT_FILE = "result.json"  # written by Tune's JsonLoggerCallback, one line per report, flushed
 
@@ -76,21 +75,3 @@ class TablesCallback(tune.Callback):
 
     def on_experiment_end(self, trials, **info):
         self._write(trials)
-
-
-class StateBackupCallback(tune.Callback):
-    """Keeps a last good copy of Tune's experiment-state files (pipeline.tune_state), checked after
-    every controller step: a stat per file locally; on remote storage at most every `interval_s`."""
-
-    def __init__(self, sweep_uri: str, interval_s: float = 0.0):
-        self.sweep_uri, self.interval_s = sweep_uri, interval_s
-        self._seen: dict[str, tuple] = {}
-        self._last = 0.0
-
-    def on_step_end(self, iteration, trials, **info):
-        if time.monotonic() - self._last >= self.interval_s:
-            backup_state(self.sweep_uri, self._seen)
-            self._last = time.monotonic()
-
-    def on_experiment_end(self, trials, **info):
-        backup_state(self.sweep_uri, self._seen)

@@ -108,7 +108,8 @@ def test_storage_filling_up_mid_sweep_is_reported_and_the_sweep_resumes_once_the
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     trials, epochs = pd.read_parquet(sweep / "trials.parquet"), pd.read_parquet(sweep / "epochs.parquet")
-    assert len(trials) == 2 and (trials.status == "completed").all()
+    assert len(trials) == 2 and (trials.status == "completed").all(), \
+        trials[["trial_id", "status", "stop_reason", "epochs_completed"]].to_string() + proc.stdout[:1500] + proc.stderr[-3000:]
     assert_epochs_complete(trials, epochs)
 
 
