@@ -47,6 +47,21 @@ class SubnetMixin:
         return (self.mask() != 0).sum(), self.weight.numel()
 
 
+class FixedMask(SubnetMixin):
+    """A 0/1 mask held as a buffer (so it is checkpointed with the weights) and set outside the
+    forward pass: by a pruner at init, a random draw, or IMP's levels. W = w * mask."""
+
+    def setup(self, density: float, cfg: "RunConfig") -> None:
+        self.density = density
+        self.register_buffer("fixed_mask", torch.ones_like(self.weight))
+
+    def mask(self) -> torch.Tensor:
+        return self.fixed_mask
+
+    def effective_weight(self) -> torch.Tensor:
+        return self.weight * self.fixed_mask
+
+
 class SubnetConv2d(SubnetMixin, nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.effective_weight(), self.bias)

@@ -1,5 +1,4 @@
 """Gem-Miner against hand-computed values, and real short searches + fine-tunes on digits."""
-import json
 import math
 
 import pytest
@@ -11,6 +10,7 @@ from hiddennets.algorithms.gem_miner import finetune_schedule, flagged_after_rou
 from hiddennets.checkpoint import load_checkpoint
 from hiddennets.config import ConfigError
 from hiddennets.layers import subnet_layers
+from tests.interrupt import Stop, stop_after, untimed
 
 
 @pytest.mark.parametrize("epochs,period,expected", [(150, 5, 29), (11, 2, 5), (15, 5, 2), (6, 5, 1), (20, 3, 6)])
@@ -60,22 +60,6 @@ def test_search_too_short_for_any_round_is_refused():
         config_from_dict({"algo": "gem_miner", "epochs": 5, "gem_miner": {"iter_period": 5}})
 
 
-class Stop(Exception):
-    pass
-
-
-def _stop_after(epoch):
-    def callback(metrics, checkpoint):
-        if metrics["epoch"] == epoch:
-            raise Stop
-    return callback
-
-
-def _untimed(run_dir):
-    return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
-            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
 def test_gem_miner_search_and_finetune_on_digits_beat_a_random_mask_and_resume_exactly(quickstart, tmp_path):
     overrides = {"algo": "gem_miner", "epochs": 6, "optimizer.weight_decay": 0.0,
                  "gem_miner.iter_period": 5, "gem_miner.finetune_epochs": 2}
@@ -93,7 +77,7 @@ def test_gem_miner_search_and_finetune_on_digits_beat_a_random_mask_and_resume_e
     assert result["final"]["test_acc"] >= 90.0 and result["final"]["density"] == 0.5
     assert random_mask["final"]["test_acc"] <= 30.0
 
-    rows = _untimed(tmp_path / "gm")
+    rows = untimed(tmp_path / "gm")
     assert [r["phase"] for r in rows] == ["search"] * 6 + ["finetune"] * 2
     assert all("test_acc_unrounded" in r for r in rows[:6]) and "test_acc_unrounded" not in rows[6]
 
@@ -110,9 +94,9 @@ def test_gem_miner_search_and_finetune_on_digits_beat_a_random_mask_and_resume_e
     # interrupted at the end of the search and again inside the fine-tune: same numbers in the end
     for stop in (6, 7):
         with pytest.raises(Stop):
-            train(cfg, tmp_path / "again", callbacks=[_stop_after(stop)], log=None)
+            train(cfg, tmp_path / "again", callbacks=[stop_after(stop)], log=None)
     train(cfg, tmp_path / "again", log=None)
-    assert _untimed(tmp_path / "again") == rows
+    assert untimed(tmp_path / "again") == rows
 
 
 def test_sanity_checks_before_finetuning_shuffle_within_layers_and_reinit_weights():

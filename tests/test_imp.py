@@ -2,7 +2,6 @@
 accuracy against a trained random mask of the same final density."""
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -14,17 +13,9 @@ from hiddennets.checkpoint import load_checkpoint
 from hiddennets.data import build_datasets
 from hiddennets.pruners import imp_densities
 from pipeline.analysis import phase_results
+from tests.interrupt import Stop, stop_after, untimed
 
 IMP = {"algo": "imp", "epochs": 3, "imp.levels": 5, "imp.rate": 0.6, "init": "kaiming_normal", "schedule.name": "constant", "optimizer.lr": 0.05}
-
-
-class Stop(Exception):
-    pass
-
-
-def _untimed(run_dir):
-    return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
-            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_imp_levels_prune_60_percent_of_what_remains_rewind_to_init_and_beat_a_random_mask(quickstart, tmp_path):
@@ -39,7 +30,7 @@ def test_imp_levels_prune_60_percent_of_what_remains_rewind_to_init_and_beat_a_r
     result = train(cfg, tmp_path / "imp", callbacks=[snapshot], log=None)
     initial = build_model(cfg).state_dict()
     total = sum(v.numel() for k, v in initial.items() if k.endswith("fixed_mask"))
-    rows = _untimed(tmp_path / "imp")
+    rows = untimed(tmp_path / "imp")
     per_level = [rows[3 * j]["density"] for j in range(6)]
     assert per_level == pytest.approx(imp_densities(5, 0.6, total), abs=1e-12)  # exact kept counts
     assert per_level[-1] == pytest.approx(0.4 ** 5, abs=1e-5)
@@ -66,13 +57,10 @@ def test_imp_levels_prune_60_percent_of_what_remains_rewind_to_init_and_beat_a_r
 
     # interrupted inside level 2 and at the end of level 4: the same rows in the end
     for stop in (8, 15):
-        def stop_at(metrics, checkpoint, stop=stop):
-            if metrics["epoch"] == stop:
-                raise Stop
         with pytest.raises(Stop):
-            train(cfg, tmp_path / "again", callbacks=[stop_at], log=None)
+            train(cfg, tmp_path / "again", callbacks=[stop_after(stop)], log=None)
     train(cfg, tmp_path / "again", log=None)
-    assert _untimed(tmp_path / "again") == rows
+    assert untimed(tmp_path / "again") == rows
 
 
 def test_rewind_iter_keeps_the_weights_after_that_many_steps(quickstart, tmp_path):

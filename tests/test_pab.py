@@ -2,7 +2,6 @@
 schedule, exact resume of Bop's state, and accuracy against a random mask of the same density."""
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
@@ -11,26 +10,11 @@ from hiddennets import build_model, load_config, train
 from hiddennets.checkpoint import load_checkpoint
 from hiddennets.config import kept_count
 from hiddennets.layers import subnet_layers
+from tests.interrupt import Stop, stop_after, untimed
 
 # digits has ~11 steps an epoch (CIFAR ~390), so Bop's threshold is raised from the seed's 1e-6
 PAB = {"algo": "pab", "density": 0.3, "epochs": 4, "init": "kaiming_normal", "learn_bn": True, "pab.prune_iterations": 20,
        "pab.threshold": 1.0e-4, "pab.decay_epochs": 2}
-
-
-class Stop(Exception):
-    pass
-
-
-def _stop_after(epoch):
-    def callback(metrics, checkpoint):
-        if metrics["epoch"] == epoch:
-            raise Stop
-    return callback
-
-
-def _untimed(run_dir):
-    return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
-            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_pab_flips_only_kept_signs_beats_a_random_mask_and_resumes_bop_exactly(quickstart, tmp_path):
@@ -63,7 +47,7 @@ def test_pab_flips_only_kept_signs_beats_a_random_mask_and_resumes_bop_exactly(q
         flipped = torch.sign(before) != torch.sign(after)
         assert flipped.any() and not (flipped & (mask == 0)).any()     # pruned weights never flip
 
-    rows = _untimed(tmp_path / "pab")
+    rows = untimed(tmp_path / "pab")
     assert [r["adaptivity"] for r in rows] == pytest.approx([1e-3, 1e-3, 1.5e-4, 1.5e-4])  # x0.15 every 2 epochs
     flips = [r["flips"] for r in rows]
     assert flips == sorted(flips) and flips[0] > 0
@@ -74,9 +58,9 @@ def test_pab_flips_only_kept_signs_beats_a_random_mask_and_resumes_bop_exactly(q
     # interrupted twice (between decay steps and just after one): the same run in the end
     for stop in (1, 3):
         with pytest.raises(Stop):
-            train(cfg, tmp_path / "again", callbacks=[_stop_after(stop)], log=None)
+            train(cfg, tmp_path / "again", callbacks=[stop_after(stop)], log=None)
     train(cfg, tmp_path / "again", log=None)
-    assert _untimed(tmp_path / "again") == rows
+    assert untimed(tmp_path / "again") == rows
 
 
 def test_pab_with_psg_trains_and_pruners_are_selectable(quickstart, tmp_path):

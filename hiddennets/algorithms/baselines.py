@@ -5,7 +5,7 @@ import torch
 
 from hiddennets.algorithms.base import Algorithm
 from hiddennets.config import kept_count
-from hiddennets.layers import SubnetConv2d, SubnetLinear, SubnetMixin
+from hiddennets.layers import FixedMask, SubnetConv2d, SubnetLinear, SubnetMixin
 
 
 class Dense(SubnetMixin):
@@ -20,21 +20,14 @@ class DenseLinear(Dense, SubnetLinear):
     pass
 
 
-class RandomMask(SubnetMixin):
+class RandomMask(FixedMask):
     """A fixed random mask with exactly ceil(density * n) ones, drawn once at construction."""
 
     def setup(self, density, cfg):
-        self.density = density
+        super().setup(density, cfg)
         n = self.weight.numel()
         keep = torch.randperm(n)[: kept_count(density, n)]
-        mask = torch.zeros(n).index_fill_(0, keep, 1.0).view_as(self.weight)
-        self.register_buffer("fixed_mask", mask)
-
-    def mask(self):
-        return self.fixed_mask
-
-    def effective_weight(self):
-        return self.weight * self.fixed_mask
+        self.fixed_mask.copy_(torch.zeros(n).index_fill_(0, keep, 1.0).view_as(self.weight))
 
     def set_trainable(self, cfg):
         self.weight.requires_grad_(cfg.random_mask.train_weights)

@@ -17,25 +17,14 @@ import torch
 import torch.nn as nn
 
 from hiddennets.algorithms.base import Algorithm, Phase
-from hiddennets.layers import SubnetConv2d, SubnetLinear, SubnetMixin
+from hiddennets.layers import FixedMask, SubnetConv2d, SubnetLinear
 from hiddennets.pruners import imp_step
 
 REWIND_PREFIX = "rewind_"
 
 
-class Imp(SubnetMixin):
-    def setup(self, density, cfg):
-        self.density = density
-        self.register_buffer("fixed_mask", torch.ones_like(self.weight))
-
-    def mask(self):
-        return self.fixed_mask
-
-    def effective_weight(self):
-        return self.weight * self.fixed_mask
-
-    def set_trainable(self, cfg):
-        self.weight.requires_grad_(True)
+class Imp(FixedMask):
+    """All ones at level 0; each level's pruning sets it. Every weight trains."""
 
 
 class ImpConv2d(Imp, SubnetConv2d):

@@ -19,30 +19,21 @@ from torch.utils.data import DataLoader
 
 from hiddennets.algorithms.base import Algorithm
 from hiddennets.bop import Bop
-from hiddennets.layers import SubnetConv2d, SubnetLinear, SubnetMixin
+from hiddennets.layers import FixedMask, SubnetConv2d, SubnetLinear
 from hiddennets.optim import build_optimizer, schedule_factor
 from hiddennets.psg import PsgConv2dFunction, PsgLinearFunction, PsgSettings
 from hiddennets.pruners import prune
 
 
-class Pab(SubnetMixin):
+class Pab(FixedMask):
+    """The mask is set by the pruner when the run starts; every weight takes gradients (Bop or SGD)."""
     psg: PsgSettings | None = None
 
     def setup(self, density, cfg):
-        self.density = density
-        self.register_buffer("fixed_mask", torch.ones_like(self.weight))  # set by the pruner at the start
+        super().setup(density, cfg)
         if cfg.pab.psg:
             self.psg = PsgSettings(cfg.pab.psg_threshold, cfg.pab.psg_sign, cfg.pab.psg_input_bits,
                                    cfg.pab.psg_grad_bits)
-
-    def mask(self):
-        return self.fixed_mask
-
-    def effective_weight(self):
-        return self.weight * self.fixed_mask
-
-    def set_trainable(self, cfg):
-        self.weight.requires_grad_(True)
 
 
 class PabConv2d(Pab, SubnetConv2d):
