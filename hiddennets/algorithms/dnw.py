@@ -24,9 +24,6 @@ class Dnw(SubnetMixin):
         # w * m in the forward pass; d(W)/d(w) = identity in the backward pass
         return self.weight + (self.weight * self.mask() - self.weight).detach()
 
-    def set_trainable(self, cfg):
-        self.weight.requires_grad_(True)
-
 
 class DnwConv2d(Dnw, SubnetConv2d):
     pass
