@@ -9,11 +9,14 @@
 This package never imports Ray; orchestration lives in `pipeline`.
 """
 from hiddennets.build import build_model
-from hiddennets.config import ConfigError, RunConfig, config_from_dict, load_config
+from hiddennets.config import RunConfig
 from hiddennets.engine import train
+from hiddennets.errors import ConfigError
+from hiddennets.identity import config_hash
 from hiddennets.masks import kept_count, topk_mask
 from hiddennets.pruners import prune
+from hiddennets.validation import config_from_dict, load_config
 
-__all__ = ["ConfigError", "RunConfig", "build_model", "config_from_dict", "kept_count", "load_config",
-           "prune", "topk_mask", "train"]
+__all__ = ["ConfigError", "RunConfig", "build_model", "config_from_dict", "config_hash", "kept_count",
+           "load_config", "prune", "topk_mask", "train"]
 __version__ = "0.1.0"

@@ -17,7 +17,7 @@ def build_model(cfg: RunConfig) -> nn.Module:
     algorithm = ALGORITHMS[cfg.algo]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        factory = LayerFactory(algorithm.conv_type, algorithm.linear_type, cfg)
+        factory = LayerFactory.for_run(algorithm, cfg)
         model = ARCHITECTURES[cfg.arch](factory, info.num_classes, info.in_channels, info.image_size, cfg.width)
     algorithm.prepare(model, cfg)
     return model

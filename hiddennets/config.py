@@ -1,37 +1,39 @@
-"""Typed run configuration: dataclasses, YAML loading, overrides and validation.
+"""Typed run configuration: the common keys, dict <-> dataclass conversion, YAML and overrides.
 
 A run config is plain data. Nothing here reads the command line or global state; callers pass the
 file and the overrides they want. Every user mistake raises ConfigError with a one-line message
 that names the key and says what would be valid.
+
+This module is the bottom of the import graph (it imports only `errors`). The algorithm sections
+(`gem_miner:`, `pab:`, ...) are declared by the algorithms themselves; `hiddennets.validation`
+hands their dataclasses to `from_dict` and checks names and ranges against the registries.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import difflib
-import hashlib
-import json
 import typing
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
 
+from hiddennets.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A user-facing configuration or input error (one line, no traceback needed)."""
-
+__all__ = ["ConfigError", "OptimizerConfig", "RunConfig", "ScheduleConfig", "apply_overrides", "check_choice", "flatten",
+           "from_dict", "is_semantic", "parse_override", "read_yaml", "run_section", "unknown_key_error"]
 
 # Field metadata: keys marked non-semantic do not change a run's results (where data lives, how
-# many loader processes), so they are left out of the run's identity hash.
+# many loader processes, what the run is called), so they are left out of the run's identity.
 NOT_SEMANTIC = {"semantic": False}
+SECTIONS = {"sections": True}  # the field holding the algorithms' sections
 
 
 @dataclass
 class OptimizerConfig:
-    name: str = "sgd"  # sgd | adam | adamw
+    name: str = "sgd"  # sgd | adam | adamw (hiddennets.optim.OPTIMIZERS)
     lr: float = 0.1
     momentum: float = 0.9
     nesterov: bool = False
@@ -41,61 +43,16 @@ class OptimizerConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: str = "cosine"  # constant | cosine | multistep
+    name: str = "cosine"  # constant | cosine | multistep (hiddennets.optim.SCHEDULES)
     warmup_epochs: int = 0
     milestones: list[int] = field(default_factory=list)  # multistep: epochs where lr *= gamma
     gamma: float = 0.1
 
 
 @dataclass
-class RandomMaskConfig:
-    train_weights: bool = False  # the random_mask baseline: frozen (default) or trained weights
-
-
-@dataclass
-class BipropConfig:
-    global_threshold: bool = False  # one |score| threshold across all layers instead of per layer
-    ramp_epochs: int = 10           # global variant, density <= 0.5: kept fraction ramps 0.5 -> density
-    bn_only: bool = False           # train only the affine BN parameters (needs learn_bn: true)
-
-
-@dataclass
-class GemMinerConfig:
-    iter_period: int = 5             # epochs between global pruning rounds (none at epoch 0)
-    l2_lambda: float = 1.0e-4        # loss + l2_lambda * sum(p^2)
-    finetune_epochs: int = 0         # fine-tune the weights under the final mask afterwards
-    finetune_lr: float = 0.01
-    finetune_weight_decay: float = 1.0e-4
-    reinit_weights: bool = False     # sanity check: new random weights before fine-tuning
-    shuffle_mask: bool = False       # sanity check: permute the mask within each layer before fine-tuning
-
-
-@dataclass
-class PabConfig:
-    pruner: str = "synflow"          # the mask at init: synflow | snip | grasp | magnitude | random
-    scope: str = "global"            # global: one threshold over all layers; layer: density per layer
-    prune_iterations: int = 100      # synflow's iterations (exponential schedule)
-    adaptivity: float = 1.0e-3       # Bop's gamma (the seed's --ar)
-    threshold: float = 1.0e-6        # Bop's tau
-    adaptivity_decay: float = 0.15   # gamma *= this every decay_epochs (the seed's --ar-decay-ratio)
-    decay_epochs: int = 45           # (the seed's --ar-decay-freq)
-    psg: bool = False                # weight gradients from the low-precision PSG branch
-    psg_threshold: float = 1.0e-7    # PSG sparsify: zero entries below this * max|g|
-    psg_sign: bool = False           # PSG: keep only the sign of the kept entries
-    psg_input_bits: int = 8
-    psg_grad_bits: int = 16
-
-
-@dataclass
-class ImpConfig:
-    levels: int = 5                  # pruning levels after the dense level 0
-    rate: float = 0.2                # fraction of the remaining weights pruned per level (global |w|)
-    rewind_iter: int = 0             # rewind to the weights after this many steps of level 0 (0: init)
-
-
-@dataclass
 class RunConfig:
-    name: str = "run"
+    """The keys every run has. `cfg.<section>` (e.g. `cfg.gem_miner`) reads an algorithm's section."""
+    name: str = field(default="run", metadata=NOT_SEMANTIC)
     # data
     dataset: str = "digits"
     data_dir: str = field(default="~/data", metadata=NOT_SEMANTIC)
@@ -111,7 +68,7 @@ class RunConfig:
     density: float = 0.5
     init: str = "kaiming_normal"
     scaled: bool = False
-    score_init: str = "auto"  # auto: kaiming_uniform (ep, biprop), uniform in [0,1] (gem_miner, hc)
+    score_init: str = "auto"  # auto: the algorithm's own default (Algorithm.score_init)
     learn_bn: bool = False
     first_layer_dense: bool = False
     last_layer_dense: bool = False
@@ -125,27 +82,29 @@ class RunConfig:
     seed: int = 0
     device: str = field(default="auto", metadata=NOT_SEMANTIC)  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast, used on CUDA only
-    # algorithm-specific sections
-    random_mask: RandomMaskConfig = field(default_factory=RandomMaskConfig)
-    biprop: BipropConfig = field(default_factory=BipropConfig)
-    gem_miner: GemMinerConfig = field(default_factory=GemMinerConfig)
-    pab: PabConfig = field(default_factory=PabConfig)
-    imp: ImpConfig = field(default_factory=ImpConfig)
+    # section name -> that algorithm's options dataclass (every registered section, defaults filled in)
+    sections: dict[str, Any] = field(default_factory=dict, repr=False, metadata=SECTIONS)
 
-    def semantic_dict(self) -> dict[str, Any]:
-        """The keys that decide the run's results, flattened (`optimizer.lr`, ...)."""
-        return {k: v for k, v in flatten(self).items() if _is_semantic(type(self), k)}
-
-    def config_hash(self) -> str:
-        blob = json.dumps(self.semantic_dict(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+    def __getattr__(self, name: str) -> Any:
+        sections = self.__dict__.get("sections")  # absent while unpickling: no recursion
+        if sections is not None and name in sections:
+            return sections[name]
+        raise AttributeError(f"RunConfig has no key or section '{name}'")
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(dataclasses.asdict(self))
+        """Nested plain data (the YAML form): the common keys, then each section as a mapping."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("sections"):
+                out.update({name: _to_plain(dataclasses.asdict(section)) for name, section in value.items()})
+            else:
+                out[f.name] = _to_plain(dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value)
+        return out
 
 
 # ---------------------------------------------------------------------------------------------
-# Generic dataclass <- dict conversion with validation
+# Generic dataclass <-> dict conversion with type checks
 
 def _to_plain(value: Any) -> Any:
     if isinstance(value, dict):
@@ -155,26 +114,30 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
-def _is_semantic(cls: type, dotted: str) -> bool:
-    head, _, rest = dotted.partition(".")
-    f = {f.name: f for f in dataclasses.fields(cls)}[head]
-    if not f.metadata.get("semantic", True):
-        return False
-    sub = typing.get_type_hints(cls)[head]
-    return _is_semantic(sub, rest) if rest and dataclasses.is_dataclass(sub) else True
+def _fields(obj_or_cls: Any) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(obj_or_cls) if not f.metadata.get("sections")]
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """Flatten a config dataclass to {'optimizer.lr': 0.1, ...} with plain values."""
+    """Flatten a config dataclass to {'optimizer.lr': 0.1, 'gem_miner.iter_period': 5, ...}, plain values."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        key = prefix + f.name
-        if dataclasses.is_dataclass(value):
-            out.update(flatten(value, key + "."))
+        if f.metadata.get("sections"):
+            for name, section in value.items():
+                out.update(flatten(section, f"{prefix}{name}."))
+        elif dataclasses.is_dataclass(value):
+            out.update(flatten(value, f"{prefix}{f.name}."))
         else:
-            out[key] = _to_plain(value)
+            out[prefix + f.name] = _to_plain(value)
     return out
+
+
+def is_semantic(dotted: str) -> bool:
+    """Whether a flattened RunConfig key can change a run's results (sections always can)."""
+    head = dotted.partition(".")[0]
+    f = {f.name: f for f in dataclasses.fields(RunConfig)}.get(head)
+    return f is None or f.metadata.get("semantic", True)
 
 
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
@@ -223,15 +186,33 @@ def unknown_key_error(key: str, valid: Sequence[str], prefix: str = "") -> Confi
     return ConfigError(f"unknown key '{prefix}{key}': {hint}")
 
 
-def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
-    """Build dataclass `cls` from a mapping, checking every key and type."""
+def check_choice(key: str, value: str, valid: Sequence[str]) -> None:
+    """Refuse a name that is not one of `valid`, suggesting the closest one."""
+    if value not in valid:
+        close = difflib.get_close_matches(value, valid, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"{key}: unknown {key.split('.')[-1]} '{value}'{hint}; valid: {', '.join(valid)}")
+
+
+def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "",
+              sections: Mapping[str, type] | None = None) -> Any:
+    """Build dataclass `cls` from a mapping, checking every key and type. For RunConfig, `sections`
+    maps each algorithm section's name to its options dataclass; every one is built (defaults for
+    the sections the mapping does not mention)."""
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
+    names = [f.name for f in _fields(cls)]
+    sections = dict(sections or {})
+    kwargs, given = {}, {}
     for key, value in data.items():
-        if key not in hints:
-            raise unknown_key_error(str(key), names, prefix)
-        kwargs[key] = _coerce(value, hints[key], prefix + key)
+        if key in sections:
+            given[key] = value
+        elif key in names:
+            kwargs[key] = _coerce(value, hints[key], prefix + key)
+        else:
+            raise unknown_key_error(str(key), names + list(sections), prefix)
+    if sections:
+        kwargs["sections"] = {name: _coerce(given.get(name, {}), options, prefix + name)
+                              for name, options in sections.items()}
     return cls(**kwargs)
 
 
@@ -250,9 +231,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Return a copy of `data` with dotted-key overrides set (nested dicts created as needed)."""
-    data = copy.deepcopy(data)
+    data = copy.deepcopy(dict(data))
     for dotted, value in overrides.items():
         node = data
         parts = dotted.split(".")
@@ -263,87 +244,6 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[
             node = child
         node[parts[-1]] = value
     return data
-
-
-# ---------------------------------------------------------------------------------------------
-# Semantic checks (names against registries, ranges)
-
-def kept_count(density: float, n: int) -> int:
-    """k = ceil(density * n), at least 1. Exact in decimal: 0.3 * 10 keeps 3, not 4."""
-    k = Fraction(str(density)) * n
-    return max(1, -(-k.numerator // k.denominator))
-
-
-def _check_choice(key: str, value: str, valid: Sequence[str]) -> None:
-    if value not in valid:
-        close = difflib.get_close_matches(value, valid, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"{key}: unknown {key.split('.')[-1]} '{value}'{hint}; valid: {', '.join(valid)}")
-
-
-def validate(cfg: RunConfig) -> RunConfig:
-    """Range and name checks that a type check cannot make. Returns cfg with aliases resolved."""
-    # Imported here: the registries import modules that import this one.
-    from hiddennets.algorithms import ALGORITHMS
-    from hiddennets.data import DATASETS
-    from hiddennets.init import resolve_init, SCORE_INITS
-    from hiddennets.models import ARCHITECTURES
-
-    if not 0.0 < cfg.density <= 1.0:
-        raise ConfigError(f"density: must be in (0, 1] (the fraction of weights kept), got {cfg.density}")
-    _check_choice("dataset", cfg.dataset, sorted(DATASETS))
-    _check_choice("arch", cfg.arch, sorted(ARCHITECTURES))
-    _check_choice("algo", cfg.algo, sorted(ALGORITHMS))
-    cfg.init, cfg.scaled = resolve_init(cfg.init, cfg.scaled)
-    if cfg.score_init == "auto":
-        cfg.score_init = "uniform" if cfg.algo in ("gem_miner", "hc") else "kaiming_uniform"
-    _check_choice("score_init", cfg.score_init, sorted(SCORE_INITS))
-    _check_choice("optimizer.name", cfg.optimizer.name, ["adam", "adamw", "sgd"])
-    _check_choice("schedule.name", cfg.schedule.name, ["constant", "cosine", "multistep"])
-    _check_choice("device", cfg.device, ["auto", "cpu", "cuda"])
-    positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "eval_batch_size": cfg.eval_batch_size,
-                "width": cfg.width}
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key}: must be positive, got {value}")
-    if not 0.0 <= cfg.val_fraction < 1.0:
-        raise ConfigError(f"val_fraction: must be in [0, 1), got {cfg.val_fraction}")
-    if cfg.optimizer.lr <= 0:
-        raise ConfigError(f"optimizer.lr: must be positive, got {cfg.optimizer.lr}")
-    if cfg.optimizer.weight_decay < 0:
-        raise ConfigError(f"optimizer.weight_decay: must be >= 0, got {cfg.optimizer.weight_decay}")
-    if not 0 <= cfg.schedule.warmup_epochs < cfg.epochs:
-        raise ConfigError(f"schedule.warmup_epochs: must be in [0, epochs={cfg.epochs}), got {cfg.schedule.warmup_epochs}")
-    if not 0.0 <= cfg.label_smoothing < 1.0:
-        raise ConfigError(f"label_smoothing: must be in [0, 1), got {cfg.label_smoothing}")
-    if cfg.biprop.bn_only and not cfg.learn_bn:
-        raise ConfigError("biprop.bn_only: trains the affine BN parameters, so it needs learn_bn: true")
-    if cfg.biprop.ramp_epochs < 0:
-        raise ConfigError(f"biprop.ramp_epochs: must be >= 0, got {cfg.biprop.ramp_epochs}")
-    g = cfg.gem_miner
-    if g.iter_period < 1 or g.finetune_epochs < 0 or g.l2_lambda < 0 or g.finetune_lr <= 0:
-        raise ConfigError("gem_miner: iter_period >= 1, finetune_epochs >= 0, l2_lambda >= 0 and finetune_lr > 0")
-    if cfg.algo in ("gem_miner", "hc") and cfg.density < 1 and cfg.epochs <= g.iter_period:
-        raise ConfigError(f"gem_miner.iter_period: with epochs={cfg.epochs} no pruning round would run "
-                          f"(rounds happen every {g.iter_period} epochs after epoch 0); use more epochs or a shorter period")
-    p = cfg.pab
-    from hiddennets.pruners import PRUNERS
-    _check_choice("pab.pruner", p.pruner, sorted(PRUNERS))
-    _check_choice("pab.scope", p.scope, ["global", "layer"])
-    if not 0 < p.adaptivity <= 1:
-        raise ConfigError(f"pab.adaptivity: must be in (0, 1], got {p.adaptivity}")
-    if p.threshold < 0 or p.psg_threshold < 0:
-        raise ConfigError("pab.threshold and pab.psg_threshold: must be >= 0")
-    if not 0 < p.adaptivity_decay <= 1 or p.decay_epochs < 1 or p.prune_iterations < 1:
-        raise ConfigError("pab: adaptivity_decay in (0, 1], decay_epochs >= 1 and prune_iterations >= 1")
-    if not (2 <= p.psg_input_bits <= 32 and 2 <= p.psg_grad_bits <= 32):
-        raise ConfigError("pab.psg_input_bits and pab.psg_grad_bits: must be between 2 and 32")
-    if cfg.imp.levels < 0 or not 0 < cfg.imp.rate < 1 or cfg.imp.rewind_iter < 0:
-        raise ConfigError(f"imp: levels >= 0, rate in (0, 1) and rewind_iter >= 0; got levels={cfg.imp.levels}, "
-                          f"rate={cfg.imp.rate}, rewind_iter={cfg.imp.rewind_iter}")
-    if cfg.num_workers < 0:
-        raise ConfigError(f"num_workers: must be >= 0, got {cfg.num_workers}")
-    return cfg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,11 +271,6 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def config_from_dict(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> RunConfig:
-    data = apply_overrides(dict(data), overrides or {})
-    return validate(from_dict(RunConfig, data))
-
-
 def run_section(spec: Mapping[str, Any]) -> dict[str, Any]:
     """A file is either a run config or a sweep spec whose `base:` is the run config."""
     if "base" not in spec:
@@ -387,12 +282,3 @@ def run_section(spec: Mapping[str, Any]) -> dict[str, Any]:
     if "name" in spec:
         base.setdefault("name", spec["name"])
     return base
-
-
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None, **kw: Any) -> RunConfig:
-    """Load a run config (or the `base:` of a sweep spec) from YAML, apply overrides, validate.
-
-    >>> cfg = load_config("sweeps/quickstart.yaml", density=0.3, algo="ep")
-    """
-    merged = {**(overrides or {}), **kw}
-    return config_from_dict(run_section(read_yaml(path)), merged)

@@ -1,4 +1,9 @@
-"""Failures a run reports in one line (the command lines catch these; no torch import here)."""
+"""Failures a run reports in one line (the command lines catch these). No imports: the bottom of
+the import graph, so every module can raise them."""
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration or input error (one line, no traceback needed)."""
 
 
 class DivergedError(RuntimeError):

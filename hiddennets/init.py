@@ -6,11 +6,12 @@ kept subnetwork has the variance a dense layer of that fan would have.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from hiddennets.config import ConfigError
+from hiddennets.errors import ConfigError
 
 WEIGHT_INITS = ("kaiming_normal", "kaiming_uniform", "signed_constant", "unsigned_constant", "xavier_normal")
 # The seeds' short codes; a leading "u" means unscaled.
@@ -20,6 +21,13 @@ INIT_ALIASES = {
     "uc": ("unsigned_constant", True), "uuc": ("unsigned_constant", False),
 }
 SCORE_INITS = ("kaiming_uniform", "kaiming_normal", "uniform", "half", "bernoulli", "beta")
+
+
+@dataclass(frozen=True)
+class WeightInit:
+    """How a layer draws its weight: an init name from WEIGHT_INITS, scaled by the density or not."""
+    name: str = "kaiming_normal"
+    scaled: bool = False
 
 
 def resolve_init(name: str, scaled: bool) -> tuple[str, bool]:

@@ -1,34 +1,48 @@
 """Masked layers and the layer factory that plugs an algorithm's layers into any architecture.
 
-Each algorithm defines a small mixin with `setup(density, cfg)`, `mask()` and `effective_weight()`;
-`SubnetConv2d` / `SubnetLinear` run the ordinary conv / linear with the effective weight. The model
-builders only ever call `factory.conv(...)`, `factory.linear(...)`, `factory.bn(...)` and
-`factory.act()`, so a new algorithm needs no change to any architecture.
+Each algorithm defines a small mixin whose constructor takes its own keyword arguments and which
+provides `mask()`, `effective_weight()` and `set_trainable()`; `SubnetConv2d` / `SubnetLinear` run
+the ordinary conv / linear with the effective weight. A layer works on its own:
+
+    EdgePopupLinear(3, 2, density=0.5)          # no config needed; bias off, as in the seeds
+
+The model builders only ever call `factory.conv(...)`, `factory.linear(...)`, `factory.bn(...)` and
+`factory.act()`, so a new algorithm needs no change to any architecture. `LayerFactory.for_run` is
+the one place where a RunConfig becomes layer arguments.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hiddennets.init import init_weight
+from hiddennets.init import WeightInit, init_weight
 
 if TYPE_CHECKING:
+    from hiddennets.algorithms.base import Algorithm
     from hiddennets.config import RunConfig
 
 
 class SubnetMixin:
-    """What every algorithm's layer provides. `weight` is the random (or trained) dense weight."""
+    """What every algorithm's layer provides. `weight` is the random (or trained) dense weight.
 
-    density: float = 1.0
-    is_output: bool = False  # the classifier (built with last=True)
-    kept_dense: bool = False  # density 1 by the config or the architecture, whatever the run's density
+    The constructor builds the ordinary conv / linear, then draws the weight with `weight_init` (if
+    given; else torch's default stays), and only then do subclasses draw their own state (scores,
+    masks): seeded runs depend on that order.
+    """
+
     weight: torch.Tensor
 
-    def setup(self, density: float, cfg: "RunConfig") -> None:
+    def __init__(self, *args: Any, density: float = 1.0, weight_init: WeightInit | None = None,
+                 is_output: bool = False, kept_dense: bool = False, bias: bool = False, **kwargs: Any):
+        super().__init__(*args, bias=bias, **kwargs)  # type: ignore[call-arg]
         self.density = density
+        self.is_output = is_output    # the classifier (built with last=True)
+        self.kept_dense = kept_dense  # density 1 by the config or the architecture, whatever the run's density
+        if weight_init is not None:
+            init_weight(self.weight, weight_init.name, weight_init.scaled, density)
 
     def mask(self) -> torch.Tensor:
         """The current 0/1 mask (same shape as weight)."""
@@ -37,7 +51,7 @@ class SubnetMixin:
     def effective_weight(self) -> torch.Tensor:
         return self.weight
 
-    def set_trainable(self, cfg: "RunConfig") -> None:
+    def set_trainable(self) -> None:
         """Decide which of this layer's parameters the optimiser updates."""
         self.weight.requires_grad_(True)
 
@@ -51,9 +65,9 @@ class FixedMask(SubnetMixin):
     """A 0/1 mask held as a buffer (so it is checkpointed with the weights) and set outside the
     forward pass: by a pruner at init, a random draw, or IMP's levels. W = w * mask."""
 
-    def setup(self, density: float, cfg: "RunConfig") -> None:
-        self.density = density
-        self.register_buffer("fixed_mask", torch.ones_like(self.weight))
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.register_buffer("fixed_mask", torch.ones_like(self.weight))  # type: ignore[attr-defined]
 
     def mask(self) -> torch.Tensor:
         return self.fixed_mask
@@ -97,38 +111,41 @@ class LayerFactory:
 
     `first=True` / `last=True` mark the input and output layers, which stay dense (density 1) when
     the config says `first_layer_dense` / `last_layer_dense`; `dense=True` keeps a layer dense always.
+    `options` are the algorithm's own layer arguments (e.g. `score_init`, `train_weights`).
     """
 
     def __init__(self, conv_type: type[SubnetConv2d], linear_type: type[SubnetLinear], cfg: "RunConfig",
-                 binary_activations: bool = False):
+                 options: Mapping[str, Any] | None = None, binary_activations: bool = False):
         self.conv_type, self.linear_type, self.cfg = conv_type, linear_type, cfg
+        self.options = dict(options or {})
         self.binary_activations = binary_activations
+
+    @classmethod
+    def for_run(cls, algorithm: "Algorithm", cfg: "RunConfig") -> "LayerFactory":
+        """The factory of a run: the algorithm's layer types and its layer arguments from the config."""
+        options = algorithm.layer_options(cfg.sections.get(algorithm.section))
+        if algorithm.score_init is not None:
+            options = {"score_init": cfg.score_init, **options}
+        return cls(algorithm.conv_type, algorithm.linear_type, cfg, options)
 
     def with_binary_activations(self) -> "LayerFactory":
         """The same factory whose act() binarises (MPT-1/1): every activation sits after a BN and
         before the next conv or linear, so the image input and the logits stay real."""
-        return LayerFactory(self.conv_type, self.linear_type, self.cfg, binary_activations=True)
+        return LayerFactory(self.conv_type, self.linear_type, self.cfg, self.options, binary_activations=True)
 
-    def _kept_dense(self, first: bool, last: bool, dense: bool) -> bool:
-        return dense or (first and self.cfg.first_layer_dense) or (last and self.cfg.last_layer_dense)
-
-    def _finish(self, layer: SubnetMixin, first: bool, last: bool, dense: bool) -> nn.Module:
-        layer.is_output = last
-        layer.kept_dense = self._kept_dense(first, last, dense)
-        density = 1.0 if layer.kept_dense else self.cfg.density
-        init_weight(layer.weight, self.cfg.init, self.cfg.scaled, density)
-        layer.setup(density, self.cfg)
-        return layer
+    def _layer_args(self, first: bool, last: bool, dense: bool) -> dict[str, Any]:
+        kept_dense = dense or (first and self.cfg.first_layer_dense) or (last and self.cfg.last_layer_dense)
+        return {"density": 1.0 if kept_dense else self.cfg.density, "kept_dense": kept_dense, "is_output": last,
+                "weight_init": WeightInit(self.cfg.init, self.cfg.scaled), **self.options}
 
     def conv(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0,
              groups: int = 1, *, first: bool = False, last: bool = False, dense: bool = False) -> nn.Module:
         """`dense=True`: a layer the architecture never sparsifies (e.g. a graph node's own operation)."""
-        layer = self.conv_type(in_ch, out_ch, kernel_size, stride=stride, padding=padding, groups=groups, bias=False)
-        return self._finish(layer, first, last, dense)
+        return self.conv_type(in_ch, out_ch, kernel_size, stride=stride, padding=padding, groups=groups,
+                              **self._layer_args(first, last, dense))
 
     def linear(self, in_features: int, out_features: int, *, first: bool = False, last: bool = False) -> nn.Module:
-        layer = self.linear_type(in_features, out_features, bias=False)
-        return self._finish(layer, first, last, False)
+        return self.linear_type(in_features, out_features, **self._layer_args(first, last, False))
 
     def bn(self, channels: int) -> nn.Module:
         # Non-affine BN (running statistics, no gamma/beta) unless learn_bn: the seeds' default.

@@ -5,11 +5,17 @@ reads a tensor value back to the host: no `.item()`, no sync per layer on GPU.
 """
 from __future__ import annotations
 
+from fractions import Fraction
+
 import torch
 
-from hiddennets.config import kept_count
-
 __all__ = ["kept_count", "topk_mask", "TopKMaskSTE", "MASK_METHODS"]
+
+
+def kept_count(density: float, n: int) -> int:
+    """k = ceil(density * n), at least 1. Exact in decimal: 0.3 * 10 keeps 3, not 4."""
+    k = Fraction(str(density)) * n
+    return max(1, -(-k.numerator // k.denominator))
 
 
 def _mask_topk(scores: torch.Tensor, k: int) -> torch.Tensor:

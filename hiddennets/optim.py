@@ -1,4 +1,7 @@
-"""Optimisers and learning-rate schedules (per epoch, with linear warmup)."""
+"""Optimisers and learning-rate schedules (per epoch, with linear warmup).
+
+`OPTIMIZERS` and `SCHEDULES` are the names a config may use; validation reads them from here.
+"""
 from __future__ import annotations
 
 import math
@@ -9,26 +12,52 @@ import torch
 from hiddennets.config import OptimizerConfig, ScheduleConfig
 
 
+def _sgd(params: list, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay)
+
+
+def _adam(params: list, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+
+def _adamw(params: list, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+
+OPTIMIZERS: dict[str, Callable[[list, OptimizerConfig], torch.optim.Optimizer]] = {
+    "sgd": _sgd, "adam": _adam, "adamw": _adamw}
+
+
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    params = list(params)
-    if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)
-    cls = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    return OPTIMIZERS[cfg.name](list(params), cfg)
+
+
+def _constant(sched: ScheduleConfig, epoch: int, total: int) -> float:
+    return 1.0
+
+
+def _cosine(sched: ScheduleConfig, epoch: int, total: int) -> float:
+    warm = sched.warmup_epochs
+    return 0.5 * (1.0 + math.cos(math.pi * (epoch - warm) / max(1, total - warm)))
+
+
+def _multistep(sched: ScheduleConfig, epoch: int, total: int) -> float:
+    return sched.gamma ** sum(epoch >= m for m in sched.milestones)
+
+
+# lr multiplier after warmup, given (schedule, epoch within the phase, the phase's epochs)
+SCHEDULES: dict[str, Callable[[ScheduleConfig, int, int], float]] = {
+    "constant": _constant, "cosine": _cosine, "multistep": _multistep}
 
 
 def schedule_factor(sched: ScheduleConfig, total: int) -> Callable[[int], float]:
     """epoch within a phase of `total` epochs -> lr multiplier."""
-    warm = sched.warmup_epochs
+    after_warmup = SCHEDULES[sched.name]
 
     def factor(epoch: int) -> float:
-        if epoch < warm:
-            return (epoch + 1) / warm
-        if sched.name == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * (epoch - warm) / max(1, total - warm)))
-        if sched.name == "multistep":
-            return sched.gamma ** sum(epoch >= m for m in sched.milestones)
-        return 1.0
+        if epoch < sched.warmup_epochs:
+            return (epoch + 1) / sched.warmup_epochs
+        return after_warmup(sched, epoch, total)
 
     return factor

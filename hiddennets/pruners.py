@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hiddennets.config import kept_count
+from hiddennets.masks import kept_count
 
 PRUNERS = ("magnitude", "random", "snip", "grasp", "synflow")
 

@@ -6,14 +6,39 @@ from pathlib import Path
 import yaml
 
 from hiddennets.checkpoint import write_text
-from hiddennets.config import ConfigError, RunConfig, config_from_dict
+from hiddennets.config import RunConfig, flatten
+from hiddennets.errors import ConfigError
+from hiddennets.identity import config_hash, identity, legacy_config_hash
+from hiddennets.validation import config_from_dict
 
 CONFIG_FILE = "config.yaml"
 
 
+def _folder_name(cfg: RunConfig, digest: str) -> str:
+    return f"{cfg.algo}_{cfg.arch}_d{cfg.density:g}_s{cfg.seed}_{digest}"
+
+
 def default_run_dir(cfg: RunConfig, storage: str | Path = "results") -> Path:
-    """<storage>/<name>/<algo>_<arch>_d<density>_s<seed>_<hash>: readable, and unique per config."""
-    return Path(storage) / cfg.name / f"{cfg.algo}_{cfg.arch}_d{cfg.density:g}_s{cfg.seed}_{cfg.config_hash()}"
+    """<storage>/<name>/<algo>_<arch>_d<density>_s<seed>_<hash>: readable, and unique per config.
+
+    A folder made before run hashes were narrowed to what changes results is named by the older
+    hash; when only that one exists it is used (a second lookup: nothing is renamed or moved)."""
+    current = Path(storage) / cfg.name / _folder_name(cfg, config_hash(cfg))
+    legacy = legacy_config_hash(cfg)
+    if not current.exists() and legacy is not None:
+        older = Path(storage) / cfg.name / _folder_name(cfg, legacy)
+        if (older / CONFIG_FILE).is_file():
+            return older
+    return current
+
+
+def read_run_config(path: Path) -> RunConfig:
+    """The config a run folder holds (its config.yaml)."""
+    existing = Path(path) / CONFIG_FILE
+    try:
+        return config_from_dict(yaml.safe_load(existing.read_text()) or {})
+    except (ConfigError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{existing}: holds a config this version cannot read ({exc}); use another folder") from None
 
 
 def claim_run_dir(path: Path, cfg: RunConfig) -> bool:
@@ -23,15 +48,12 @@ def claim_run_dir(path: Path, cfg: RunConfig) -> bool:
     it is touched.
     """
     path = Path(path)
-    existing = path / CONFIG_FILE
-    if existing.is_file():
-        try:
-            old = config_from_dict(yaml.safe_load(existing.read_text()) or {})
-        except (ConfigError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{existing}: holds a config this version cannot read ({exc}); use another folder") from None
-        if old.config_hash() != cfg.config_hash():
-            a, b = old.semantic_dict(), cfg.semantic_dict()
-            diff = ", ".join(f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+    if (path / CONFIG_FILE).is_file():
+        old = read_run_config(path)
+        if config_hash(old) != config_hash(cfg):
+            a, b = identity(old), identity(cfg)
+            diff = ", ".join(f"{k} {_shown(old, a, k)!r} -> {_shown(cfg, b, k)!r}"
+                             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
             raise ConfigError(f"{path}: holds a run with a different config ({diff}); "
                               "choose another output folder or delete that one")
         return True
@@ -40,3 +62,8 @@ def claim_run_dir(path: Path, cfg: RunConfig) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), path / CONFIG_FILE)
     return False
+
+
+def _shown(cfg: RunConfig, ident: dict, key: str):
+    """A key's value for the diff: from the identity, else the config's own (default) value."""
+    return ident[key] if key in ident else flatten(cfg).get(key)

@@ -16,14 +16,15 @@ from typing import Iterable, Sequence
 import pandas as pd
 import pyarrow.parquet as pq
 
-from hiddennets.config import ConfigError, RunConfig
+from hiddennets.algorithms import ALGORITHMS, TwoPhaseReport
+from hiddennets.errors import ConfigError
+from hiddennets.history import summarise
 from pipeline.storage import filesystem
-from pipeline.tables import config_columns
+from pipeline.tables import config_column_names
 
 HEADLINE = ["dataset", "arch", "algo", "density", "init"]
 # Columns that tell trials apart without being part of what was studied.
 NOT_A_SETTING = {"seed", "name", "data_dir", "num_workers", "device", "download", "eval_batch_size"}
-TWO_PHASE_ALGOS = ("gem_miner", "hc")  # search, then fine-tune
 DEFAULT_METRICS = ["test_acc_at_best_val", "best_val_acc", "last_test_acc"]
 
 
@@ -44,8 +45,9 @@ def load(sweep_path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return _read_parquet(f"{base}/trials.parquet"), _read_parquet(f"{base}/epochs.parquet")
 
 
-def config_column_names() -> list[str]:
-    return list(config_columns(RunConfig()))
+def two_phase_algorithms() -> dict[str, TwoPhaseReport]:
+    """The algorithms that declare a search phase followed by another (Algorithm.two_phase)."""
+    return {name: a.two_phase for name, a in ALGORITHMS.items() if a.two_phase is not None}
 
 
 def setting_columns(trials: pd.DataFrame) -> list[str]:
@@ -83,12 +85,9 @@ def over_seeds(trials: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRICS, b
 
 
 def planned_epochs(trials: pd.DataFrame) -> pd.Series:
-    """Epochs each trial would have run to the end, all phases included."""
-    if "epochs_planned" in trials:
-        return trials["epochs_planned"].astype(int)
-    # tables written before epochs_planned existed
-    extra = trials.get("gem_miner_finetune_epochs", pd.Series(0, index=trials.index)).fillna(0)
-    return (trials["epochs"] + extra.where(trials["algo"].isin(TWO_PHASE_ALGOS), 0)).astype(int)
+    """Epochs each trial would have run to the end, all phases included (tables written before
+    `epochs_planned` existed: the config's `epochs`)."""
+    return trials["epochs_planned" if "epochs_planned" in trials else "epochs"].astype(int)
 
 
 def early_stopping_savings(trials: pd.DataFrame) -> dict[str, float]:
@@ -111,7 +110,6 @@ def curves(trials: pd.DataFrame, epochs: pd.DataFrame, metric: str = "val_acc",
            by: Sequence[str] | None = None) -> pd.DataFrame:
     """Per setting, epoch and phase: the metric's mean, std and count over the seeds that reached it."""
     by = list(by) if by is not None else setting_columns(trials)
-    # only the metric: epochs.parquet's measured `density` would clash with the config's
     values = epochs[["trial_id", "epoch", "phase", metric]].rename(columns={metric: "_value"})
     keyed = values.merge(trials[["trial_id"] + by], on="trial_id", how="inner")
     keyed[by] = keyed[by].astype(object).where(keyed[by].notna(), "")
@@ -126,13 +124,12 @@ def phase_results(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     if epochs.empty:
         return pd.DataFrame()
     rows = []
-    for (trial_id, phase), group in epochs.groupby(["trial_id", "phase"], sort=False):
-        group = group.sort_values("epoch")
-        last, best = group.iloc[-1], group.loc[group["val_acc"].idxmax()]
-        rows.append({"trial_id": trial_id, "phase": phase, "phase_end_epoch": int(last["epoch"]),
-                     "phase_density": last["density"], "phase_last_val_acc": last["val_acc"],
-                     "phase_last_test_acc": last["test_acc"], "phase_best_val_acc": best["val_acc"],
-                     "phase_test_acc_at_best_val": best["test_acc"]})
+    for trial_id, group in epochs.groupby("trial_id", sort=False):
+        for phase in summarise(group.sort_values("epoch", kind="stable").to_dict("records")).phases:
+            rows.append({"trial_id": trial_id, "phase": phase.name, "phase_end_epoch": int(phase.end["epoch"]),
+                         "phase_density": phase.end["measured_density"], "phase_last_val_acc": phase.end["val_acc"],
+                         "phase_last_test_acc": phase.end["test_acc"], "phase_best_val_acc": phase.best_val["val_acc"],
+                         "phase_test_acc_at_best_val": phase.best_val["test_acc"]})
     ends = pd.DataFrame(rows).sort_values(["trial_id", "phase_end_epoch"], kind="stable")
     settings = [c for c in setting_columns(trials) + ["seed", "status"] if c in trials.columns]
     return ends.merge(trials[["trial_id", *settings]], on="trial_id", how="left").reset_index(drop=True)

@@ -5,7 +5,7 @@ import os
 import sys
 from typing import Callable
 
-from hiddennets.config import ConfigError
+from hiddennets.errors import ConfigError
 from hiddennets.errors import CheckpointError, DivergedError
 from pipeline.storage import StorageError, storage_failure
 

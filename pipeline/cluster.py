@@ -5,7 +5,7 @@ import os
 import time
 import uuid
 
-from hiddennets.config import ConfigError
+from hiddennets.errors import ConfigError
 from pipeline.spec import ResourcesConfig
 from pipeline.storage import filesystem, is_uri
 

@@ -145,35 +145,38 @@ def learning_curves(curves: pd.DataFrame, name: str, title: str, line_by: Sequen
     return _finish(fig, name, title, panels, colors)
 
 
-PHASE_SERIES = {"search, after rounding": "#1f77b4", "search, before rounding": "#ff7f0e",
-                "fine-tune": "#2ca02c"}
+PHASE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c")  # first phase, its relaxed evaluation, second phase
 
 
-def phases(settings: list[tuple[str, pd.DataFrame]], name: str, title: str) -> Plot:
-    """Two-phase algorithms: one panel per setting, with the search phase's accuracy after rounding
-    (what the mask achieves) and before it (the relaxed network), then the fine-tune phase.
-    Each frame holds mean val_acc and val_acc_unrounded per epoch and phase, over seeds."""
+def phases(settings: list[tuple[str, pd.DataFrame]], two, relaxed: str | None, name: str, title: str) -> Plot:
+    """Two-phase algorithms (`two`: the algorithm's TwoPhaseReport): one panel per setting, with the
+    first phase's accuracy (for Gem-Miner: the search after rounding, what the mask achieves), its
+    relaxed evaluation in column `relaxed` if any (before rounding), then the second phase.
+    Each frame holds mean val_acc (and `relaxed`) per epoch and phase, over seeds."""
     fig = _grid(len(settings), legend_width=2.4)
+    colors = {two.first_series: PHASE_COLORS[0], two.relaxed_series: PHASE_COLORS[1], two.second_series: PHASE_COLORS[2]}
     panels = []
     for ax, (label, frame) in zip(fig.axes, settings):
-        search = frame[frame["phase"] != "finetune"].sort_values("epoch")
-        tune = frame[frame["phase"] == "finetune"].sort_values("epoch")
+        first = frame[frame["phase"] != two.second].sort_values("epoch")
+        second = frame[frame["phase"] == two.second].sort_values("epoch")
+        lines = [(two.first_series, first, "val_acc")]
+        if relaxed:
+            lines.append((two.relaxed_series, first, relaxed))
+        lines.append((two.second_series, second, "val_acc"))
         series = []
-        for series_label, part, column in (("search, after rounding", search, "val_acc"),
-                                           ("search, before rounding", search, "val_acc_unrounded"),
-                                           ("fine-tune", tune, "val_acc")):
-            part = part.dropna(subset=[column])
+        for series_label, part, column in lines:
+            part = part.dropna(subset=[column]) if column in part else part.iloc[0:0]
             if part.empty:
                 continue
             series.append(series_label)
-            ax.plot(part["epoch"], part[column], color=PHASE_SERIES[series_label], label=series_label,
+            ax.plot(part["epoch"], part[column], color=colors[series_label], label=series_label,
                     linewidth=2, marker="o", markersize=3)
-        if not tune.empty:
-            ax.axvline(tune["epoch"].min() - 0.5, color="black", linestyle=":", linewidth=1)
+        if not second.empty:
+            ax.axvline(second["epoch"].min() - 0.5, color="black", linestyle=":", linewidth=1)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("val acc. (%)")
         ax.set_title(label, fontsize=8)
         ax.grid(True, alpha=0.3)
         panels.append(Panel(label, series))
-    return _finish(fig, name, title, panels, dict(PHASE_SERIES))
+    return _finish(fig, name, title, panels, {k: v for k, v in colors.items() if k})

@@ -58,15 +58,19 @@ def results_table(aggregated: pd.DataFrame, setting: list[str]) -> pd.DataFrame:
 
 
 def phase_table(trials: pd.DataFrame, setting: list[str]) -> pd.DataFrame | None:
-    """Two-phase algorithms: test accuracy where the search ended and after fine-tuning."""
-    multi = trials[trials["algo"].isin(analysis.TWO_PHASE_ALGOS)]
-    if multi.empty or "search_last_test_acc" not in multi:
-        return None
-    aggregated = analysis.over_seeds(multi, metrics=["search_last_test_acc", "last_test_acc"], by=setting)
-    out = aggregated[setting].copy()
-    out["end of search: test acc."] = cells(aggregated, "search_last_test_acc")
-    out["after fine-tune: test acc."] = cells(aggregated, "last_test_acc")
-    return out
+    """Two-phase algorithms (e.g. Gem-Miner): test accuracy where the first phase ended and at the end."""
+    parts = []
+    for algo, two in analysis.two_phase_algorithms().items():
+        ended = f"{two.first}_last_test_acc"
+        runs = trials[trials["algo"] == algo]
+        if runs.empty or ended not in runs or runs[ended].isna().all():
+            continue
+        aggregated = analysis.over_seeds(runs, metrics=[ended, "last_test_acc"], by=setting)
+        out = aggregated[setting].copy()
+        out[f"{two.first_end}: test acc."] = cells(aggregated, ended)
+        out[f"{two.second_end}: test acc."] = cells(aggregated, "last_test_acc")
+        parts.append(out)
+    return pd.concat(parts, ignore_index=True) if parts else None
 
 
 def savings_text(s: dict) -> str:
@@ -115,20 +119,28 @@ def figures(trials: pd.DataFrame, epochs: pd.DataFrame, setting: list[str]) -> l
                 curves, f"learning_curves_{slug}.png",
                 f"{where}: validation accuracy by epoch (mean ± std over seeds)",
                 [c for c in setting if c not in ("dataset", "arch", "algo")], phase_starts=starts))
-        for algo in sorted(set(group["algo"]) & set(analysis.TWO_PHASE_ALGOS)):
-            runs = group[group["algo"] == algo]
-            panel_by = [c for c in setting if c not in ("dataset", "arch", "algo")]
-            both = analysis.curves(runs, epochs, "val_acc", by=panel_by).rename(columns={"mean": "val_acc"})
-            relaxed = analysis.curves(runs, epochs, "val_acc_unrounded", by=panel_by)
-            merged = both.merge(relaxed[panel_by + ["epoch", "phase", "mean"]].rename(
-                columns={"mean": "val_acc_unrounded"}), on=panel_by + ["epoch", "phase"], how="left")
-            settings = [(plots.label_of(part.iloc[0], panel_by), part)
-                        for _, part in merged.groupby(panel_by, sort=True)] if panel_by else [("all", merged)]
-            if settings:
-                out.append(plots.phases(settings, f"phases_{slug}_{algo}.png",
-                                        f"{where} {algo}: search (before/after rounding) and fine-tune, "
-                                        "mean val accuracy over seeds"))
+        two_phase = analysis.two_phase_algorithms()
+        for algo in sorted(set(group["algo"]) & set(two_phase)):
+            out.extend(phase_figure(group[group["algo"] == algo], epochs, setting, two_phase[algo],
+                                    f"phases_{slug}_{algo}.png", f"{where} {algo}"))
     return out
+
+
+def phase_figure(runs: pd.DataFrame, epochs: pd.DataFrame, setting: list[str], two, name: str,
+                 where: str) -> list[plots.Plot]:
+    """One algorithm's two phases per setting (and the first phase's relaxed evaluation, if declared)."""
+    panel_by = [c for c in setting if c not in ("dataset", "arch", "algo")]
+    merged = analysis.curves(runs, epochs, "val_acc", by=panel_by).rename(columns={"mean": "val_acc"})
+    relaxed = f"val_acc_{two.relaxed_suffix}" if two.relaxed_suffix else None
+    if relaxed and relaxed in epochs:
+        extra = analysis.curves(runs, epochs, relaxed, by=panel_by)
+        merged = merged.merge(extra[panel_by + ["epoch", "phase", "mean"]].rename(columns={"mean": relaxed}),
+                              on=panel_by + ["epoch", "phase"], how="left")
+    settings = [(plots.label_of(part.iloc[0], panel_by), part)
+                for _, part in merged.groupby(panel_by, sort=True)] if panel_by else [("all", merged)]
+    if not settings:
+        return []
+    return [plots.phases(settings, two, relaxed, name, f"{where}: {two.title}, mean val accuracy over seeds")]
 
 
 def build_report(sweep_path: str, out: str | None = None, reference: pd.DataFrame | None = None) -> Report:
@@ -151,7 +163,8 @@ def build_report(sweep_path: str, out: str | None = None, reference: pd.DataFram
               markdown_table(results_table(aggregated, setting)), ""]
     phase_rows = phase_table(trials, setting)
     if phase_rows is not None:
-        lines += ["## Two-phase algorithms: search and fine-tune", "", markdown_table(phase_rows), ""]
+        lines += ["## Two-phase algorithms: where the first phase ended and the final result", "",
+                  markdown_table(phase_rows), ""]
     lines += ["## Beside the published numbers", "",
               comparison_text(trials, published() if reference is None else reference), ""]
     errored = trials[trials["status"] == "errored"]
@@ -164,7 +177,7 @@ def build_report(sweep_path: str, out: str | None = None, reference: pd.DataFram
             lines += [f"### {plot.title}", "", f"![{plot.title}]({plot.name})", ""]
         lines += ["Accuracy vs density: a triangle marks a point where early stopping cut at least one seed "
                   "short, so that point is not a full-length result. Learning curves: a dotted line marks "
-                  "the start of a later phase (Gem-Miner's fine-tune).", ""]
+                  "the start of a later phase (e.g. Gem-Miner's fine-tune).", ""]
     return Report(folder, "\n".join(lines), drawn)
 
 

@@ -11,20 +11,26 @@
     resources: {workers_per_trial: 1, cpus_per_worker: 1, gpus_per_worker: 0}
     max_failures: 2                   # retries of a failing trial, from its last checkpoint
     storage: results
+    plugins: [mylab.my_algorithm]     # modules to import first (each registers an algorithm, ...)
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from hiddennets.config import ConfigError, RunConfig, config_from_dict, from_dict, parse_override, read_yaml, \
-    run_section, unknown_key_error
+from hiddennets.algorithms import total_epochs
+from hiddennets.config import RunConfig, from_dict, parse_override, read_yaml, run_section, unknown_key_error
+from hiddennets.errors import ConfigError
+from hiddennets.identity import config_hash
+from hiddennets.validation import config_from_dict
 
-SPEC_KEYS = ("name", "description", "base", "grid", "num_samples", "scheduler", "resources", "max_failures", "storage")
+SPEC_KEYS = ("name", "description", "base", "grid", "num_samples", "scheduler", "resources", "max_failures", "storage",
+             "plugins")
 SAMPLERS = ("loguniform", "uniform", "choice", "randint")
 
 
@@ -55,6 +61,7 @@ class SweepSpec:
     max_failures: int = 2
     storage: str = "results"
     description: str = ""
+    plugins: list[str] = field(default_factory=list)
 
     def grid_axes(self) -> dict[str, list[Any]]:
         return {k: v for k, v in self.grid.items() if isinstance(v, list)}
@@ -73,15 +80,42 @@ class SweepSpec:
 
     def max_epochs(self) -> int:
         """The longest trial's epochs over all its phases (ASHA's max_t)."""
-        from hiddennets.algorithms import total_epochs
         return max(total_epochs(self.config_for(p)) for p in self.grid_points())
 
     def fingerprint(self) -> str:
-        """Identity of what the sweep runs; a rerun with another fingerprint would mix two sweeps."""
-        blob = json.dumps({"base": self.base, "grid": self.grid, "num_samples": self.num_samples,
-                           "scheduler": vars(self.scheduler), "resources": vars(self.resources)},
-                          sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        """Identity of what the sweep runs: the run hash of every grid point in order, the sampled axes,
+        the repeats and the scheduler. Where data lives, loader workers, devices, resources and storage
+        are left out, so a sweep resumes after they change; a rerun with another fingerprint would mix
+        two sweeps."""
+        axes = self.grid_axes()
+        points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+        return _digest({"runs": [config_hash(self.config_for(p)) for p in points], "sampled": self.sampled_axes(),
+                        "num_samples": self.num_samples, "scheduler": vars(self.scheduler)})
+
+    def legacy_fingerprint(self) -> str:
+        """The fingerprint sweep folders recorded before it covered only semantic content."""
+        return _digest({"base": self.base, "grid": self.grid, "num_samples": self.num_samples,
+                        "scheduler": vars(self.scheduler), "resources": vars(self.resources)})
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def import_plugins(modules: Iterable[str]) -> None:
+    """Import each module a spec names under `plugins:` (each registers what it adds, e.g. an algorithm)."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"plugins: cannot import '{module}' ({exc}); give an importable module name") from None
+
+
+def plugins_of(data: Mapping[str, Any]) -> list[str]:
+    plugins = data.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) and p for p in plugins):
+        raise ConfigError(f"plugins: expected a list of module names, got {plugins!r}")
+    return plugins
 
 
 def read_spec(path: str | Path) -> dict[str, Any]:
@@ -91,6 +125,7 @@ def read_spec(path: str | Path) -> dict[str, Any]:
         for key in data:
             if key not in SPEC_KEYS:
                 raise unknown_key_error(str(key), SPEC_KEYS)
+        import_plugins(plugins_of(data))  # before any run config is read: they may add algorithms
     return data
 
 
@@ -174,7 +209,7 @@ def load_sweep(path: str | Path, overrides: Mapping[str, Any] | None = None,
                 config_from_dict(base, {key: value})
             except ConfigError as exc:
                 raise ConfigError(f"grid: {exc}") from None
-    kwargs: dict[str, Any] = {"name": name, "base": base, "grid": grid,
+    kwargs: dict[str, Any] = {"name": name, "base": base, "grid": grid, "plugins": plugins_of(data),
                               "storage": storage_of(data, storage), "description": str(data.get("description", ""))}
     if "scheduler" in data:
         kwargs["scheduler"] = from_dict(SchedulerConfig, data["scheduler"] or {}, prefix="scheduler.")

@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Any
 
-from hiddennets.config import ConfigError
+from hiddennets.errors import ConfigError
 from pipeline.cli import run_main
 from pipeline.spec import SweepSpec, load_sweep, parse_overrides
 
@@ -65,7 +65,9 @@ def guard_spec(sweep_uri: str, spec: SweepSpec) -> None:
         write_text(location, json.dumps(record, indent=1, default=str))
         return
     old = json.loads(text)
-    if old.get("fingerprint") != record["fingerprint"]:
+    if old.get("fingerprint") == spec.legacy_fingerprint():  # recorded before fingerprints were semantic
+        write_text(location, json.dumps(record, indent=1, default=str))
+    elif old.get("fingerprint") != record["fingerprint"]:
         raise ConfigError(f"{sweep_uri}: holds sweep '{spec.name}' run with a different spec or overrides; "
                           "give this one another name or --storage, or delete that folder")
 
@@ -89,11 +91,11 @@ def build_trainable(spec: SweepSpec, sweep_uri: str):
 
     r = spec.resources
     if r.workers_per_trial == 1:
-        fn = tune.with_parameters(single_worker_trial, base=spec.base, cpus=r.cpus_per_worker)
+        fn = tune.with_parameters(single_worker_trial, base=spec.base, cpus=r.cpus_per_worker, plugins=spec.plugins)
         return tune.with_resources(fn, {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker})
     fn = tune.with_parameters(ddp_trial, base=spec.base, workers=r.workers_per_trial, cpus=r.cpus_per_worker,
                               gpus=r.gpus_per_worker, train_storage=f"{sweep_uri}/_train",
-                              max_failures=spec.max_failures)
+                              max_failures=spec.max_failures, plugins=spec.plugins)
     # The trial's own process only waits on the TorchTrainer, so it takes no CPU (a 2-worker trial must
     # fit on 2 CPUs); Ray refuses an empty request, so it reserves the memory the driver really uses.
     return tune.with_resources(fn, {"cpu": 0, "memory": DDP_DRIVER_MEMORY})

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from hiddennets.config import ConfigError
+from hiddennets.errors import ConfigError
 from pipeline.storage import filesystem, is_uri, read_text, write_text
 
 LOCK_FILE = ".lock"

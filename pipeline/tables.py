@@ -18,20 +18,26 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from hiddennets.algorithms import total_epochs
+from hiddennets.algorithms import ALGORITHMS, sections, total_epochs
 from hiddennets.config import RunConfig, flatten
+from hiddennets.history import summarise
+from hiddennets.identity import config_hash
 from pipeline.storage import filesystem, read_text
 
-EPOCH_COLUMNS = ["trial_id", "epoch", "phase", "train_loss", "train_acc", "train_top5", "val_loss", "val_acc",
-                 "val_top5", "test_loss", "test_acc", "test_top5", "density", "lr", "seconds", "node_id", "pid",
-                 # Gem-Miner's evaluation before rounding (search phase); empty for other algorithms
-                 "val_loss_unrounded", "val_acc_unrounded", "test_loss_unrounded", "test_acc_unrounded",
-                 # Peek-a-Boo: Bop's sign flips so far and its current adaptivity; empty for others
-                 "flips", "adaptivity"]
-# Short names for the optimiser keys everyone filters on; other nested keys become section_key.
-RENAMES = {"optimizer.name": "optimizer", "optimizer.lr": "lr", "optimizer.momentum": "momentum",
-           "optimizer.nesterov": "nesterov", "optimizer.weight_decay": "weight_decay", "optimizer.betas": "betas",
-           "schedule.name": "schedule"}
+# The columns of every epoch row (docs/TABLES.md). The engine's `density` (measured: the fraction the
+# masks keep) is `measured_density` here, so that it never clashes with the trials table's `density`
+# (the config's). Each algorithm's own metrics follow, for the algorithms the sweep has.
+COMMON_EPOCH_COLUMNS = ["trial_id", "epoch", "phase", "train_loss", "train_acc", "train_top5", "val_loss", "val_acc",
+                        "val_top5", "test_loss", "test_acc", "test_top5", "measured_density", "lr", "seconds",
+                        "node_id", "pid"]
+EPOCH_RENAMES = {"density": "measured_density"}
+
+
+def epoch_columns(algos: Iterable[str]) -> list[str]:
+    """The epochs table's columns for a sweep of these algorithms: the common ones, then each
+    algorithm's declared metrics (an algorithm no longer registered contributes none)."""
+    extra = [m for a in dict.fromkeys(algos) if a in ALGORITHMS for m in ALGORITHMS[a].metrics]
+    return COMMON_EPOCH_COLUMNS + list(dict.fromkeys(m for m in extra if m not in COMMON_EPOCH_COLUMNS))
 
 
 @dataclass
@@ -46,10 +52,25 @@ class TrialRecord:
     stopped_by: str = "asha"  # what stops a TERMINATED trial short of its epochs
 
 
+def column_name(dotted: str) -> str:
+    """A config key's column: dots become underscores (`optimizer.lr` -> `optimizer_lr`)."""
+    return dotted.replace(".", "_")
+
+
 def config_columns(cfg: RunConfig) -> dict[str, Any]:
-    cols = {RENAMES.get(k, k.replace(".", "_")): v for k, v in flatten(cfg).items()}
+    """A trial's config as columns: the common keys and its own algorithm's section (other
+    algorithms' sections do not apply to it), plus `sparsity` = 1 - density."""
+    own = ALGORITHMS[cfg.algo].section + "." if cfg.algo in ALGORITHMS else None
+    cols = {column_name(k): v for k, v in flatten(cfg).items()
+            if k.partition(".")[0] not in cfg.sections or (own and k.startswith(own))}
     cols["sparsity"] = round(1.0 - cfg.density, 12)
     return cols
+
+
+def config_column_names() -> list[str]:
+    """Every config column a trials table can have, in table order (all sections' included)."""
+    cfg = RunConfig(sections={name: options() for name, options in sections().items()})
+    return [column_name(k) for k in flatten(cfg)] + ["sparsity"]
 
 
 def read_results(location: str | None) -> list[dict[str, Any]]:
@@ -65,11 +86,13 @@ def read_results(location: str | None) -> list[dict[str, Any]]:
     return rows
 
 
-def epoch_rows(record: TrialRecord, results: list[dict[str, Any]]) -> pd.DataFrame:
+def epoch_rows(record: TrialRecord, results: list[dict[str, Any]], columns: list[str] | None = None) -> pd.DataFrame:
+    columns = columns or epoch_columns([record.config.algo])
     # a resent epoch (pipeline.trial.resend_resumed_epoch) only fills a gap: the original row wins
     rows = sorted((r for r in results if "epoch" in r and "val_acc" in r), key=lambda r: not r.get("resent"))
-    frame = pd.DataFrame([{c: r.get(c) for c in EPOCH_COLUMNS} | {"trial_id": record.trial_id} for r in rows],
-                         columns=EPOCH_COLUMNS)
+    renamed = [{EPOCH_RENAMES.get(k, k): v for k, v in r.items()} for r in rows]
+    frame = pd.DataFrame([{c: r.get(c) for c in columns} | {"trial_id": record.trial_id} for r in renamed],
+                         columns=columns)
     if frame.empty:
         return frame
     frame["phase"] = frame["phase"].fillna("train")
@@ -108,40 +131,42 @@ def _versions() -> str:
 def trial_row(sweep: str, record: TrialRecord, results: list[dict[str, Any]], epochs: pd.DataFrame,
               versions: str) -> dict[str, Any]:
     status, reason = _status(record, len(epochs))
-    row: dict[str, Any] = {"sweep": sweep, "trial_id": record.trial_id, "config_hash": record.config.config_hash()}
+    row: dict[str, Any] = {"sweep": sweep, "trial_id": record.trial_id, "config_hash": config_hash(record.config)}
     row.update(config_columns(record.config))
     row.update({"status": status, "stop_reason": reason, "epochs_completed": int(len(epochs)),
                 "epochs_planned": total_epochs(record.config)})
     if len(epochs):
-        best = epochs.loc[epochs["val_acc"].idxmax()]
-        last = epochs.iloc[-1]
+        s = summarise(epochs.to_dict("records"))
+        best, last = s.best_val, s.last
         row.update({"best_val_acc": best["val_acc"], "best_epoch": int(best["epoch"]),
-                    "test_acc_at_best_val": best["test_acc"], "best_test_acc": epochs["test_acc"].max(),
+                    "test_acc_at_best_val": best["test_acc"], "best_test_acc": s.best_test_acc,
                     "last_val_acc": last["val_acc"], "last_test_acc": last["test_acc"],
                     "last_val_loss": last["val_loss"], "last_train_loss": last["train_loss"],
-                    "last_density": last["density"], "wall_time_s": float(epochs["seconds"].sum()),
+                    "last_density": last["measured_density"], "wall_time_s": s.seconds,
                     "nodes": ",".join(sorted({str(n) for n in epochs["node_id"].dropna()}))})
-        phases = list(dict.fromkeys(epochs["phase"]))
-        for phase in phases[:-1]:  # multi-phase algorithms: where each earlier phase ended
-            end = epochs[epochs["phase"] == phase].iloc[-1]
-            row.update({f"{phase}_last_val_acc": end["val_acc"], f"{phase}_last_test_acc": end["test_acc"],
-                        f"{phase}_last_density": end["density"]})
-    row["device"] = next((r["device"] for r in reversed(results) if r.get("device")), "")
+        for phase in s.phases[:-1]:  # multi-phase algorithms: where each earlier phase ended
+            row.update({f"{phase.name}_last_val_acc": phase.end["val_acc"],
+                        f"{phase.name}_last_test_acc": phase.end["test_acc"],
+                        f"{phase.name}_last_density": phase.end["measured_density"]})
+    # the device the trial ran on (the config's `device` column says what was asked for: auto, cpu, cuda)
+    row["device_name"] = next((r["device"] for r in reversed(results) if r.get("device")), "")
     row.update({"checkpoint": record.checkpoint, "versions": versions})
     return row
 
 
 def build_tables(sweep: str, records: Iterable[TrialRecord]) -> tuple[pd.DataFrame, pd.DataFrame]:
     versions = _versions()
+    records = list(records)
+    columns = epoch_columns(r.config.algo for r in records)
     trial_rows, epoch_frames = [], []
     for record in records:
         results = read_results(record.result_file)
-        epochs = epoch_rows(record, results)
+        epochs = epoch_rows(record, results, columns)
         trial_rows.append(trial_row(sweep, record, results, epochs, versions))
         if len(epochs):
             epoch_frames.append(epochs)
     trials = pd.DataFrame(trial_rows)
-    epochs = pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame(columns=EPOCH_COLUMNS)
+    epochs = pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame(columns=columns)
     return trials, epochs
 
 

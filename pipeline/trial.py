@@ -21,10 +21,12 @@ import ray
 import torch
 from ray import tune
 
-from hiddennets.config import RunConfig, config_from_dict
 from hiddennets.checkpoint import digests_path
+from hiddennets.config import RunConfig
 from hiddennets.engine import CHECKPOINT, train
 from hiddennets.run_dir import CONFIG_FILE
+from hiddennets.validation import config_from_dict
+from pipeline.spec import import_plugins
 
 # what a reported checkpoint holds: enough to rebuild the run folder anywhere
 # (the newest checkpoint and its digest list; Ray keeps the older generations itself)
@@ -84,40 +86,46 @@ def _limit_threads(cpus: float) -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
-def single_worker_trial(overrides: dict[str, Any], *, base: dict[str, Any], cpus: float) -> None:
+def single_worker_trial(overrides: dict[str, Any], *, base: dict[str, Any], cpus: float,
+                        plugins: list[str] = ()) -> None:
     _limit_threads(cpus)
+    import_plugins(plugins)  # a trial process is new: the spec's plugins register their algorithms here too
     cfg = config_from_dict(base, overrides)
     run_dir = Path(tune.get_context().get_trial_dir()) / "run"
     restore_run_dir(run_dir, tune.get_checkpoint())
     resend_resumed_epoch(run_dir, make_reporter(run_dir, tune.report, tune.Checkpoint, attach=False))
-    train(cfg, run_dir, callbacks=[make_reporter(run_dir, tune.report, tune.Checkpoint, attach=True)], log=None)
+    # Tune keeps the trial's TensorBoard log from the reports: no second one inside the run folder
+    train(cfg, run_dir, callbacks=[make_reporter(run_dir, tune.report, tune.Checkpoint, attach=True)], log=None,
+          tensorboard=False)
 
 
 def ddp_worker_loop(loop_config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker; torch.distributed is already initialised by TorchTrainer."""
     import ray.train
     _limit_threads(loop_config["cpus"])
+    import_plugins(loop_config["plugins"])
     cfg: RunConfig = config_from_dict(loop_config["run_config"])
     ctx = ray.train.get_context()
     run_dir = Path(tempfile.gettempdir()) / "hiddennets-train" / loop_config["trial_id"] / f"rank{ctx.get_world_rank()}"
     restore_run_dir(run_dir, ray.train.get_checkpoint())
     resend_resumed_epoch(run_dir, make_reporter(run_dir, ray.train.report, ray.train.Checkpoint, attach=False))
     reporter = make_reporter(run_dir, ray.train.report, ray.train.Checkpoint, attach=ctx.get_world_rank() == 0)
-    train(cfg, run_dir, callbacks=[reporter], log=None)
+    train(cfg, run_dir, callbacks=[reporter], log=None, tensorboard=False)
 
 
 def ddp_trial(overrides: dict[str, Any], *, base: dict[str, Any], workers: int, cpus: float, gpus: float,
-              train_storage: str, max_failures: int) -> None:
+              train_storage: str, max_failures: int, plugins: list[str] = ()) -> None:
     import ray.train
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    import_plugins(plugins)
     cfg = config_from_dict(base, overrides)
     trial_id = tune.get_context().get_trial_id()
     per_worker = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
     trainer = TorchTrainer(
         ddp_worker_loop,
-        train_loop_config={"run_config": cfg.to_dict(), "trial_id": trial_id, "cpus": cpus},
+        train_loop_config={"run_config": cfg.to_dict(), "trial_id": trial_id, "cpus": cpus, "plugins": list(plugins)},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=gpus > 0, resources_per_worker=per_worker),
         run_config=ray.train.RunConfig(
             name=f"train-{trial_id}",  # stable: a restarted trial resumes this run from its checkpoint

@@ -32,7 +32,7 @@ import torch
 
 import hiddennets.checkpoint as checkpoint_module
 import hiddennets.engine as engine
-from hiddennets.config import config_from_dict
+from hiddennets.validation import config_from_dict
 
 
 def _die() -> None:

@@ -15,13 +15,11 @@ S = torch.tensor([[0.9, -0.1, 0.4], [-0.8, 0.2, -0.3]])
 
 
 def layer(density):
-    cfg = config_from_dict({"algo": "biprop", "density": density})
-    lin = BipropLinear(3, 2, bias=False)
-    lin.setup(density, cfg)
+    lin = BipropLinear(3, 2, density=density)
     with torch.no_grad():
         lin.weight.copy_(W)
         lin.scores.copy_(S)
-    lin.set_trainable(cfg)
+    lin.set_trainable()
     return lin
 
 

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from hiddennets.config import ConfigError, config_from_dict
+from hiddennets.errors import ConfigError
+from hiddennets.validation import config_from_dict
 from hiddennets.data import build_datasets, split_indices
 from tests import fixtures
 

@@ -5,15 +5,13 @@ import pytest
 import torch
 
 from hiddennets.algorithms.dnw import DnwLinear
-from hiddennets.config import RunConfig
 
 
 def test_pruned_weights_get_the_dense_gradient_and_can_grow_back():
-    layer = DnwLinear(4, 1, bias=False)
+    layer = DnwLinear(4, 1, density=0.5)
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[0.1, -3.0, 2.0, 0.5]]))
-    layer.setup(0.5, RunConfig())
-    layer.set_trainable(RunConfig())
+    layer.set_trainable()
     x = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
     y = layer(x)
     assert y.item() == -3.0 * 2.0 + 2.0 * 3.0  # only |-3| and |2| are kept: the forward is 0

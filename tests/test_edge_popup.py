@@ -10,13 +10,11 @@ from hiddennets.optim import build_optimizer
 
 
 def test_layer_score_gradient_is_sign_s_times_w_times_g():
-    cfg = config_from_dict({"density": 0.5})
-    layer = EdgePopupLinear(3, 2, bias=False)
-    layer.setup(0.5, cfg)
+    layer = EdgePopupLinear(3, 2, density=0.5)  # a layer on its own: no config
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[1.0, -2.0, 0.5], [3.0, 1.0, -1.0]]))
         layer.scores.copy_(torch.tensor([[0.9, -0.1, 0.4], [-0.8, 0.2, -0.3]]))
-    layer.set_trainable(cfg)
+    layer.set_trainable()
     x = torch.tensor([[1.0, 2.0, 3.0]])
     y = layer(x)                                   # kept: |s| = 0.9, 0.8, 0.4 (k = 3 of 6)
     assert y.tolist() == [[1.0 + 0.5 * 3, 3.0]]
@@ -74,7 +72,7 @@ def test_weight_decay_applies_to_scores():
     cfg = config_from_dict({"optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.0, "weight_decay": 0.1}})
     factory = LayerFactory(EdgePopupConv2d, EdgePopupLinear, cfg)
     layer = factory.conv(2, 2, 1)
-    layer.set_trainable(cfg)
+    layer.set_trainable()
     before = layer.scores.detach().clone()
     opt = build_optimizer([layer.scores], cfg.optimizer)
     layer.scores.grad = torch.zeros_like(layer.scores)

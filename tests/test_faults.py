@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from hiddennets.checkpoint import load_checkpoint, load_latest_checkpoint, save_checkpoint
-from hiddennets.config import config_from_dict
+from hiddennets.validation import config_from_dict
 from hiddennets.engine import train
 from hiddennets.errors import CheckpointError, DivergedError
 from tests.conftest import REPO, run_cli

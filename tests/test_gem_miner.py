@@ -8,7 +8,7 @@ from hiddennets import build_model, config_from_dict, load_config, train
 from hiddennets.algorithms import ALGORITHMS, total_epochs
 from hiddennets.algorithms.gem_miner import finetune_schedule, flagged_after_round, prune_round, rounds
 from hiddennets.checkpoint import load_checkpoint
-from hiddennets.config import ConfigError
+from hiddennets.errors import ConfigError
 from hiddennets.layers import subnet_layers
 from tests.interrupt import Stop, stop_after, untimed
 

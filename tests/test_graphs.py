@@ -6,7 +6,7 @@ import math
 import torch
 
 from hiddennets.build import build_model
-from hiddennets.config import config_from_dict
+from hiddennets.validation import config_from_dict
 from hiddennets.layers import subnet_layers
 from hiddennets.models.graphs import DynamicGraph, StaticGraph, rk4
 

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from hiddennets.config import ConfigError
+from hiddennets.errors import ConfigError
 from hiddennets.init import init_scores, init_weight, resolve_init
 
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from hiddennets.config import config_from_dict
+from hiddennets.validation import config_from_dict
 from hiddennets.optim import schedule_factor
 
 

@@ -8,7 +8,7 @@ import torch
 
 from hiddennets import build_model, load_config, train
 from hiddennets.checkpoint import load_checkpoint
-from hiddennets.config import kept_count
+from hiddennets.masks import kept_count
 from hiddennets.layers import subnet_layers
 from tests.interrupt import Stop, stop_after, untimed
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from hiddennets.checkpoint import load_latest_checkpoint
-from hiddennets.config import config_from_dict
+from hiddennets.validation import config_from_dict
 from hiddennets.engine import train
 from tests.conftest import REPO, run_cli
 from tests.test_sweep import assert_epochs_complete, write_spec

@@ -322,7 +322,7 @@ def test_rerun_with_a_changed_spec_is_refused(tmp_path, capsys):
     spec = write_spec(tmp_path, "same", grid={"seed": [0]})
     from pipeline.spec import load_sweep
     from pipeline.sweep import guard_spec
-    from hiddennets.config import ConfigError
+    from hiddennets.errors import ConfigError
     with pytest.raises(ConfigError, match="holds sweep 'same' run with a different spec"):
         guard_spec(str(out / "same"), load_sweep(spec))
     assert (out / "same" / "sweep_spec.json").read_text() == '{"fingerprint": "0123456789ab"}'

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hiddennets.config import ConfigError
+from hiddennets.errors import ConfigError
 from pipeline.sweep_lock import LEASE_FILE, LOCK_FILE, hold_sweep
 from tests.conftest import run_cli
 from tests.test_sweep import write_spec

@@ -1,11 +1,13 @@
 """Baselines every comparison needs: ordinary dense training and a fixed random mask."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from hiddennets.algorithms.base import Algorithm
-from hiddennets.config import kept_count
 from hiddennets.layers import FixedMask, SubnetConv2d, SubnetLinear, SubnetMixin
+from hiddennets.masks import kept_count
 
 
 class Dense(SubnetMixin):
@@ -20,17 +22,23 @@ class DenseLinear(Dense, SubnetLinear):
     pass
 
 
+@dataclass
+class RandomMaskOptions:
+    train_weights: bool = False  # the random_mask baseline: frozen (default) or trained weights
+
+
 class RandomMask(FixedMask):
     """A fixed random mask with exactly ceil(density * n) ones, drawn once at construction."""
 
-    def setup(self, density, cfg):
-        super().setup(density, cfg)
+    def __init__(self, *args, train_weights: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.train_weights = train_weights
         n = self.weight.numel()
-        keep = torch.randperm(n)[: kept_count(density, n)]
+        keep = torch.randperm(n)[: kept_count(self.density, n)]
         self.fixed_mask.copy_(torch.zeros(n).index_fill_(0, keep, 1.0).view_as(self.weight))
 
-    def set_trainable(self, cfg):
-        self.weight.requires_grad_(cfg.random_mask.train_weights)
+    def set_trainable(self):
+        self.weight.requires_grad_(self.train_weights)
 
 
 class RandomMaskConv2d(RandomMask, SubnetConv2d):
@@ -41,6 +49,13 @@ class RandomMaskLinear(RandomMask, SubnetLinear):
     pass
 
 
+class RandomMaskAlgorithm(Algorithm):
+    def layer_options(self, options):
+        return {"train_weights": options.train_weights}
+
+
 DENSE = Algorithm("dense", DenseConv2d, DenseLinear, "ordinary training of every weight")
-RANDOM_MASK = Algorithm("random_mask", RandomMaskConv2d, RandomMaskLinear,
-                        "a fixed random mask of the same density; weights frozen unless random_mask.train_weights")
+RANDOM_MASK = RandomMaskAlgorithm(
+    "random_mask", RandomMaskConv2d, RandomMaskLinear,
+    "a fixed random mask of the same density; weights frozen unless random_mask.train_weights",
+    options=RandomMaskOptions)

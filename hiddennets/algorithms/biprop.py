@@ -11,14 +11,27 @@ the target over the first `ramp_epochs`: sparsity(e) = s_f + (0.5 - s_f) * (1 - 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
 from hiddennets.algorithms.base import Algorithm
-from hiddennets.config import kept_count
+from hiddennets.errors import ConfigError
 from hiddennets.init import init_scores
 from hiddennets.layers import SubnetConv2d, SubnetLinear, SubnetMixin, subnet_layers
-from hiddennets.masks import MASK_METHODS
+from hiddennets.masks import MASK_METHODS, kept_count
+
+
+@dataclass
+class BipropOptions:
+    global_threshold: bool = False  # one |score| threshold across all layers instead of per layer
+    ramp_epochs: int = 10           # global variant, density <= 0.5: kept fraction ramps 0.5 -> density
+    bn_only: bool = False           # train only the affine BN parameters (needs learn_bn: true)
+
+    def check(self) -> None:
+        if self.ramp_epochs < 0:
+            raise ConfigError(f"biprop.ramp_epochs: must be >= 0, got {self.ramp_epochs}")
 
 
 class BinarySubnetWeight(torch.autograd.Function):
@@ -38,10 +51,11 @@ class BinarySubnetWeight(torch.autograd.Function):
 
 
 class Biprop(SubnetMixin):
-    def setup(self, density, cfg):
-        self.density = density
-        self.k = kept_count(density, self.weight.numel())
-        self.scores = nn.Parameter(init_scores(torch.empty_like(self.weight), cfg.score_init))
+    def __init__(self, *args, score_init: str = "kaiming_uniform", train_scores: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)  # the weight is drawn first, then the scores
+        self.k = kept_count(self.density, self.weight.numel())
+        self.scores = nn.Parameter(init_scores(torch.empty_like(self.weight), score_init))
+        self.train_scores = train_scores  # False: BN only (biprop.bn_only)
         # set by the global variant before each step: the |s| threshold shared by every layer
         self.global_threshold: torch.Tensor | None = None
 
@@ -60,9 +74,9 @@ class Biprop(SubnetMixin):
         scores_abs = self.scores.abs()  # once per step: the mask reads it, the gradient flows through it
         return BinarySubnetWeight.apply(scores_abs, self.weight, self._mask_of(scores_abs.detach()))
 
-    def set_trainable(self, cfg):
+    def set_trainable(self):
         self.weight.requires_grad_(False)
-        self.scores.requires_grad_(not cfg.biprop.bn_only)
+        self.scores.requires_grad_(self.train_scores)
 
 
 class BipropConv2d(Biprop, SubnetConv2d):
@@ -96,10 +110,19 @@ def set_global_threshold(model: nn.Module, density: float) -> None:
 
 
 class BipropAlgorithm(Algorithm):
+    def check(self, cfg):
+        if cfg.biprop.bn_only and not cfg.learn_bn:
+            raise ConfigError("biprop.bn_only: trains the affine BN parameters, so it needs learn_bn: true")
+
+    def layer_options(self, options):
+        return {"train_scores": not options.bn_only}
+
     def refresh(self, model, cfg, epoch):
         if cfg.biprop.global_threshold:
             set_global_threshold(model, ramp_density(cfg.density, epoch, cfg.biprop.ramp_epochs))
 
 
-ALGORITHM = BipropAlgorithm("biprop", BipropConv2d, BipropLinear,
-                            "biprop: top-k of |scores|, weights binarised to +-alpha (MPT-1/32; MPT-1/1 with _binact archs)")
+ALGORITHM = BipropAlgorithm(
+    "biprop", BipropConv2d, BipropLinear,
+    "biprop: top-k of |scores|, weights binarised to +-alpha (MPT-1/32; MPT-1/1 with _binact archs)",
+    options=BipropOptions, score_init="kaiming_uniform")

@@ -7,15 +7,14 @@ can grow back in when its weight becomes large enough.
 from __future__ import annotations
 
 from hiddennets.algorithms.base import Algorithm
-from hiddennets.config import kept_count
 from hiddennets.layers import SubnetConv2d, SubnetLinear, SubnetMixin
-from hiddennets.masks import topk_mask
+from hiddennets.masks import kept_count, topk_mask
 
 
 class Dnw(SubnetMixin):
-    def setup(self, density, cfg):
-        self.density = density
-        self.k = kept_count(density, self.weight.numel())
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.k = kept_count(self.density, self.weight.numel())
 
     def mask(self):
         return topk_mask(self.weight.detach().abs(), self.k)

@@ -9,17 +9,16 @@ import torch
 import torch.nn as nn
 
 from hiddennets.algorithms.base import Algorithm
-from hiddennets.config import kept_count
 from hiddennets.init import init_scores
 from hiddennets.layers import SubnetConv2d, SubnetLinear, SubnetMixin
-from hiddennets.masks import topk_mask
+from hiddennets.masks import kept_count, topk_mask
 
 
 class EdgePopup(SubnetMixin):
-    def setup(self, density, cfg):
-        self.density = density
-        self.k = kept_count(density, self.weight.numel())
-        self.scores = nn.Parameter(init_scores(torch.empty_like(self.weight), cfg.score_init))
+    def __init__(self, *args, score_init: str = "kaiming_uniform", **kwargs):
+        super().__init__(*args, **kwargs)  # the weight is drawn first, then the scores
+        self.k = kept_count(self.density, self.weight.numel())
+        self.scores = nn.Parameter(init_scores(torch.empty_like(self.weight), score_init))
 
     def mask(self):
         return topk_mask(self.scores.abs(), self.k)
@@ -27,7 +26,7 @@ class EdgePopup(SubnetMixin):
     def effective_weight(self):
         return self.weight * self.mask()
 
-    def set_trainable(self, cfg):
+    def set_trainable(self):
         self.weight.requires_grad_(False)
         self.scores.requires_grad_(True)
 
@@ -41,4 +40,4 @@ class EdgePopupLinear(EdgePopup, SubnetLinear):
 
 
 ALGORITHM = Algorithm("ep", EdgePopupConv2d, EdgePopupLinear,
-                      "edge-popup: top-k of |scores| over frozen random weights")
+                      "edge-popup: top-k of |scores| over frozen random weights", score_init="kaiming_uniform")

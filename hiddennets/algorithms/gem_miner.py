@@ -18,14 +18,32 @@ from __future__ import annotations
 import dataclasses
 import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from hiddennets.algorithms.base import Algorithm, Phase
-from hiddennets.config import OptimizerConfig, ScheduleConfig, kept_count
+from hiddennets.algorithms.base import Algorithm, Phase, TwoPhaseReport, eval_metric_names
+from hiddennets.config import OptimizerConfig, ScheduleConfig
+from hiddennets.errors import ConfigError
 from hiddennets.init import init_scores, init_weight
 from hiddennets.layers import SubnetConv2d, SubnetLinear, SubnetMixin, subnet_layers
+from hiddennets.masks import kept_count
+
+
+@dataclass
+class GemMinerOptions:
+    iter_period: int = 5             # epochs between global pruning rounds (none at epoch 0)
+    l2_lambda: float = 1.0e-4        # loss + l2_lambda * sum(p^2)
+    finetune_epochs: int = 0         # fine-tune the weights under the final mask afterwards
+    finetune_lr: float = 0.01
+    finetune_weight_decay: float = 1.0e-4
+    reinit_weights: bool = False     # sanity check: new random weights before fine-tuning
+    shuffle_mask: bool = False       # sanity check: permute the mask within each layer before fine-tuning
+
+    def check(self) -> None:
+        if self.iter_period < 1 or self.finetune_epochs < 0 or self.l2_lambda < 0 or self.finetune_lr <= 0:
+            raise ConfigError("gem_miner: iter_period >= 1, finetune_epochs >= 0, l2_lambda >= 0 and finetune_lr > 0")
 
 
 class RoundSTE(torch.autograd.Function):
@@ -45,9 +63,9 @@ class GemMiner(SubnetMixin):
     force_relaxed = False      # the "before rounding" evaluation
     finetuning = False         # the mask is fixed to the flags and the weights train
 
-    def setup(self, density, cfg):
-        self.density = density
-        self.scores = nn.Parameter(init_scores(torch.empty_like(self.weight), cfg.score_init))
+    def __init__(self, *args, score_init: str = "uniform", **kwargs):
+        super().__init__(*args, **kwargs)  # the weight is drawn first, then the scores
+        self.scores = nn.Parameter(init_scores(torch.empty_like(self.weight), score_init))
         self.register_buffer("flag", torch.ones_like(self.weight))
 
     @property
@@ -69,7 +87,7 @@ class GemMiner(SubnetMixin):
             return self.weight * self.scores * self.flag
         return self.weight * RoundSTE.apply(self.scores) * self.flag
 
-    def set_trainable(self, cfg):
+    def set_trainable(self):
         self.weight.requires_grad_(self.finetuning)
         self.scores.requires_grad_(self.searched and not self.finetuning)
 
@@ -127,7 +145,16 @@ def finetune_schedule(epochs: int) -> ScheduleConfig:
     return ScheduleConfig(name="multistep", milestones=milestones, gamma=0.1)
 
 
+@dataclass(frozen=True)
 class GemMinerAlgorithm(Algorithm):
+    relaxed_search: bool = False  # hc: the search trains on W = w * p * flag (no rounding)
+
+    def check(self, cfg):
+        if cfg.density < 1 and cfg.epochs <= cfg.gem_miner.iter_period:
+            raise ConfigError(f"gem_miner.iter_period: with epochs={cfg.epochs} no pruning round would run "
+                              f"(rounds happen every {cfg.gem_miner.iter_period} epochs after epoch 0); use more "
+                              "epochs or a shorter period")
+
     def phases(self, cfg):
         # The search uses no weight decay (its regulariser is the L2 term): a grid can mix gem_miner
         # with algorithms that do use optimizer.weight_decay.
@@ -145,7 +172,7 @@ class GemMinerAlgorithm(Algorithm):
             for layer in subnet_layers(model):
                 layer.finetuning = True
         for layer in subnet_layers(model):
-            layer.relax_in_training = self.name == "hc" and phase.name == "search"
+            layer.relax_in_training = self.relaxed_search and phase.name == "search"
         self.prepare(model, cfg)
 
     @torch.no_grad()
@@ -194,7 +221,17 @@ def _relaxed(model: nn.Module):
             layer.force_relaxed = False
 
 
-GEM_MINER = GemMinerAlgorithm("gem_miner", GemMinerConv2d, GemMinerLinear,
-                              "Gem-Miner: relaxed scores in [0,1] rounded at 0.5, iterative global pruning, fine-tune")
+# what both variants declare: the section, the evaluation before rounding, the two phases
+_SHARED = dict(
+    options=GemMinerOptions, section_name="gem_miner", score_init="uniform",
+    metrics={name: "the search phase's relaxed network W = w * p * flag, before rounding"
+             for name in eval_metric_names("unrounded")},
+    two_phase=TwoPhaseReport("search", "finetune", "end of search", "after fine-tune",
+                             "search (before/after rounding) and fine-tune", "search, after rounding", "fine-tune",
+                             relaxed_suffix="unrounded", relaxed_series="search, before rounding"))
+GEM_MINER = GemMinerAlgorithm(
+    "gem_miner", GemMinerConv2d, GemMinerLinear,
+    "Gem-Miner: relaxed scores in [0,1] rounded at 0.5, iterative global pruning, fine-tune", **_SHARED)
 HC = GemMinerAlgorithm("hc", GemMinerConv2d, GemMinerLinear,
-                       "Gem-Miner's plain relaxation: W = w * p * flag while searching")
+                       "Gem-Miner's plain relaxation: W = w * p * flag while searching", relaxed_search=True,
+                       **_SHARED)

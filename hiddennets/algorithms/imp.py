@@ -13,14 +13,29 @@ are in the checkpoint and a resume mid-level rewinds exactly as an uninterrupted
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
 from hiddennets.algorithms.base import Algorithm, Phase
+from hiddennets.errors import ConfigError
 from hiddennets.layers import FixedMask, SubnetConv2d, SubnetLinear
 from hiddennets.pruners import imp_step
 
 REWIND_PREFIX = "rewind_"
+
+
+@dataclass
+class ImpOptions:
+    levels: int = 5                  # pruning levels after the dense level 0
+    rate: float = 0.2                # fraction of the remaining weights pruned per level (global |w|)
+    rewind_iter: int = 0             # rewind to the weights after this many steps of level 0 (0: init)
+
+    def check(self) -> None:
+        if self.levels < 0 or not 0 < self.rate < 1 or self.rewind_iter < 0:
+            raise ConfigError(f"imp: levels >= 0, rate in (0, 1) and rewind_iter >= 0; got levels={self.levels}, "
+                              f"rate={self.rate}, rewind_iter={self.rewind_iter}")
 
 
 class Imp(FixedMask):
@@ -83,4 +98,5 @@ class IterativeMagnitudePruning(Algorithm):
 
 
 ALGORITHM = IterativeMagnitudePruning("imp", ImpConv2d, ImpLinear,
-                                      "iterative magnitude pruning: train, prune 20% of |w| globally, rewind, repeat")
+                                      "iterative magnitude pruning: train, prune 20% of |w| globally, rewind, repeat",
+                                      options=ImpOptions)

@@ -14,26 +14,56 @@ uninterrupted run. The epoch rows carry `flips` (total so far) and Bop's current
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch.utils.data import DataLoader
 
 from hiddennets.algorithms.base import Algorithm
 from hiddennets.bop import Bop
+from hiddennets.config import check_choice
+from hiddennets.data import DATASETS, build_datasets
+from hiddennets.errors import ConfigError
 from hiddennets.layers import FixedMask, SubnetConv2d, SubnetLinear
 from hiddennets.optim import build_optimizer, schedule_factor
 from hiddennets.psg import PsgConv2dFunction, PsgLinearFunction, PsgSettings
-from hiddennets.pruners import prune
+from hiddennets.pruners import PRUNERS, prune
+
+
+@dataclass
+class PabOptions:
+    pruner: str = "synflow"          # the mask at init: synflow | snip | grasp | magnitude | random
+    scope: str = "global"            # global: one threshold over all layers; layer: density per layer
+    prune_iterations: int = 100      # synflow's iterations (exponential schedule)
+    adaptivity: float = 1.0e-3       # Bop's gamma (the seed's --ar)
+    threshold: float = 1.0e-6        # Bop's tau
+    adaptivity_decay: float = 0.15   # gamma *= this every decay_epochs (the seed's --ar-decay-ratio)
+    decay_epochs: int = 45           # (the seed's --ar-decay-freq)
+    psg: bool = False                # weight gradients from the low-precision PSG branch
+    psg_threshold: float = 1.0e-7    # PSG sparsify: zero entries below this * max|g|
+    psg_sign: bool = False           # PSG: keep only the sign of the kept entries
+    psg_input_bits: int = 8
+    psg_grad_bits: int = 16
+
+    def check(self) -> None:
+        check_choice("pab.pruner", self.pruner, sorted(PRUNERS))
+        check_choice("pab.scope", self.scope, ["global", "layer"])
+        if not 0 < self.adaptivity <= 1:
+            raise ConfigError(f"pab.adaptivity: must be in (0, 1], got {self.adaptivity}")
+        if self.threshold < 0 or self.psg_threshold < 0:
+            raise ConfigError("pab.threshold and pab.psg_threshold: must be >= 0")
+        if not 0 < self.adaptivity_decay <= 1 or self.decay_epochs < 1 or self.prune_iterations < 1:
+            raise ConfigError("pab: adaptivity_decay in (0, 1], decay_epochs >= 1 and prune_iterations >= 1")
+        if not (2 <= self.psg_input_bits <= 32 and 2 <= self.psg_grad_bits <= 32):
+            raise ConfigError("pab.psg_input_bits and pab.psg_grad_bits: must be between 2 and 32")
 
 
 class Pab(FixedMask):
     """The mask is set by the pruner when the run starts; every weight takes gradients (Bop or SGD)."""
-    psg: PsgSettings | None = None
 
-    def setup(self, density, cfg):
-        super().setup(density, cfg)
-        if cfg.pab.psg:
-            self.psg = PsgSettings(cfg.pab.psg_threshold, cfg.pab.psg_sign, cfg.pab.psg_input_bits,
-                                   cfg.pab.psg_grad_bits)
+    def __init__(self, *args, psg: PsgSettings | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.psg = psg
 
 
 class PabConv2d(Pab, SubnetConv2d):
@@ -57,13 +87,18 @@ def _pab_layers(model) -> dict[str, Pab]:
 
 def _pruning_batch(cfg) -> tuple[torch.Tensor, torch.Tensor]:
     """One seeded training batch for the data-dependent pruners (SNIP, GraSP)."""
-    from hiddennets.data import build_datasets  # only these pruners need data
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(build_datasets(cfg)[0], batch_size=cfg.batch_size, shuffle=True, generator=generator)
     return next(iter(loader))
 
 
 class PeekABoo(Algorithm):
+    def layer_options(self, options):
+        if not options.psg:
+            return {}
+        return {"psg": PsgSettings(options.psg_threshold, options.psg_sign, options.psg_input_bits,
+                                   options.psg_grad_bits)}
+
     def start_phase(self, model, cfg, phase, fresh):
         if fresh:
             self.prune_at_init(model, cfg)
@@ -71,7 +106,6 @@ class PeekABoo(Algorithm):
 
     @torch.no_grad()
     def prune_at_init(self, model, cfg) -> None:
-        from hiddennets.data import DATASETS
         layers = {name: m for name, m in _pab_layers(model).items() if not m.kept_dense}
         if not layers:
             return
@@ -99,6 +133,10 @@ class PeekABoo(Algorithm):
             pairs.append((build_optimizer(rest, phase.optimizer), schedule_factor(phase.schedule, phase.epochs)))
         return pairs
 
+    def logged_lr(self, optimizers):
+        # Bop comes first (its "lr" is the adaptivity, a metric of its own); the SGD runs the phase's config
+        return optimizers[1].param_groups[0]["lr"] if len(optimizers) > 1 else None
+
     def epoch_metrics(self, optimizers):
         if not optimizers:
             return {}
@@ -107,4 +145,7 @@ class PeekABoo(Algorithm):
 
 
 ALGORITHM = PeekABoo("pab", PabConv2d, PabLinear,
-                     "Peek-a-Boo: a pruner at init (SynFlow), then Bop sign flips; classifier and BN by SGD")
+                     "Peek-a-Boo: a pruner at init (SynFlow), then Bop sign flips; classifier and BN by SGD",
+                     options=PabOptions,
+                     metrics={"flips": "Bop's sign flips so far (all layers, since the run began)",
+                              "adaptivity": "Bop's adaptivity (gamma) in this epoch"})

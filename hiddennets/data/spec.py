@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Callable
 
 from torch.utils.data import Dataset
 
-from hiddennets.config import ConfigError
+from hiddennets.errors import ConfigError
 
 if TYPE_CHECKING:
     from hiddennets.config import RunConfig

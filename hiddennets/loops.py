@@ -1,0 +1,110 @@
+"""One epoch of training and one evaluation pass, and the data loaders they read.
+
+Exact resume: data order and augmentation randomness are re-seeded at every epoch start from
+(seed, epoch, rank) (`seed_epoch`), so a checkpoint needs no RNG state to continue bit-identically.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from hiddennets.algorithms import Algorithm
+from hiddennets.config import RunConfig
+from hiddennets.distributed import DistInfo, all_reduce_sum
+
+
+def epoch_seed(cfg: RunConfig, epoch: int, rank: int) -> int:
+    return (cfg.seed * 1_000_003 + epoch) * 1009 + rank
+
+
+def make_loaders(cfg: RunConfig, info: DistInfo, datasets: tuple[Dataset, Dataset, Dataset]):
+    """(train loader, its sampler, val loader, test loader); training data sharded by rank."""
+    train_ds, val_ds, test_ds = datasets
+    sampler = DistributedSampler(train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                 seed=cfg.seed, drop_last=False)
+    common: dict[str, Any] = dict(num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available(),
+                                  persistent_workers=False)
+    train = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
+                       generator=torch.Generator(), **common)
+
+    def shard(ds: Dataset) -> DataLoader:
+        # Evaluation shards by rank without padding; counts are summed across ranks afterwards.
+        part = Subset(ds, range(info.rank, len(ds), info.world_size))
+        return DataLoader(part, batch_size=cfg.eval_batch_size, shuffle=False, **common)
+
+    return train, sampler, shard(val_ds), shard(test_ds)
+
+
+def seed_epoch(cfg: RunConfig, epoch: int, info: DistInfo, sampler: DistributedSampler, loader: DataLoader) -> None:
+    """Everything random in an epoch follows from (seed, epoch, rank)."""
+    torch.manual_seed(epoch_seed(cfg, epoch, info.rank))
+    sampler.set_epoch(epoch)
+    loader.generator.manual_seed(epoch_seed(cfg, epoch, info.rank))
+
+
+def _autocast(device: torch.device, cfg: RunConfig):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
+
+
+def _count_correct(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    top = logits.topk(min(k, logits.shape[1]), dim=1).indices
+    return (top == target[:, None]).any(dim=1).sum()
+
+
+def _summarise(sums: torch.Tensor, info: DistInfo, prefix: str) -> dict[str, float]:
+    loss, top1, top5, n = all_reduce_sum(sums, info).tolist()
+    n = max(n, 1.0)
+    return {f"{prefix}_loss": loss / n, f"{prefix}_acc": 100.0 * top1 / n, f"{prefix}_top5": 100.0 * top5 / n}
+
+
+def train_epoch(net: nn.Module, model: nn.Module, loader: DataLoader, optimizers: list[torch.optim.Optimizer],
+                algorithm: Algorithm, cfg: RunConfig, device: torch.device, info: DistInfo, epoch: int) -> dict[str, float]:
+    """One pass over the training data. `net` may be the DDP wrapper of `model`; every optimiser
+    steps after each backward pass (Peek-a-Boo has two: Bop for signs, SGD for BN and the classifier)."""
+    net.train()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top1, top5, n: no sync per step
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        algorithm.refresh(model, cfg, epoch)
+        with _autocast(device, cfg):
+            logits = net(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        if optimizers:
+            penalty = algorithm.regularizer(model, cfg)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            (loss if penalty is None else loss + penalty).backward()
+            for optimizer in optimizers:
+                optimizer.step()
+            algorithm.after_step(model, cfg)
+        with torch.no_grad():
+            logits = logits.float()
+            sums[:3] += torch.stack([loss.detach().float() * len(y), _count_correct(logits, y, 1),
+                                     _count_correct(logits, y, 5)]).double()
+        sums[3] += len(y)  # a Python number: no host-to-device copy per step
+    return _summarise(sums, info, "train")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, cfg: RunConfig, device: torch.device, info: DistInfo,
+             prefix: str) -> dict[str, float]:
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with _autocast(device, cfg):
+            logits = model(x).float()
+        sums[:3] += torch.stack([F.cross_entropy(logits, y, reduction="sum"), _count_correct(logits, y, 1),
+                                 _count_correct(logits, y, 5)]).double()
+        sums[3] += len(y)
+    return _summarise(sums, info, prefix)
+
+
+def evaluate_splits(net: nn.Module, val_loader: DataLoader, test_loader: DataLoader, cfg: RunConfig,
+                    device: torch.device, info: DistInfo) -> dict[str, float]:
+    return {**evaluate(net, val_loader, cfg, device, info, "val"),
+            **evaluate(net, test_loader, cfg, device, info, "test")}

@@ -1,0 +1,109 @@
+"""What a run writes after each epoch, as callbacks the engine calls in a fixed order on rank 0:
+the checkpoint first (so nothing can be reported for an epoch that is not saved), then
+metrics.jsonl, TensorBoard and the console line. The engine then waits at a barrier, and only then
+runs the caller's callbacks on every rank.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+import torch.nn as nn
+
+from hiddennets.checkpoint import save_checkpoint, write_jsonl
+from hiddennets.config import RunConfig
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class EpochEnd:
+    """Everything an output may need once an epoch is done."""
+    cfg: RunConfig
+    run_dir: Path
+    phase: str
+    epoch: int                      # epochs completed, over all phases
+    total_epochs: int
+    metrics: dict[str, Any]         # this epoch's row
+    history: list[dict[str, Any]]   # every row so far, this one last
+    model: nn.Module
+    optimizers: list[torch.optim.Optimizer]
+    schedulers: list[Any]
+
+
+class Output(Protocol):
+    def write(self, end: EpochEnd) -> None: ...
+    def close(self) -> None: ...
+
+
+class CheckpointWriter:
+    """checkpoint.pt: all the state needed to continue exactly (hiddennets.checkpoint keeps two generations)."""
+
+    def write(self, end: EpochEnd) -> None:
+        save_checkpoint({"format": CHECKPOINT_FORMAT, "config": end.cfg.to_dict(), "epoch": end.epoch,
+                         "phase": end.phase, "history": end.history, "model": end.model.state_dict(),
+                         "optimizer": [opt.state_dict() for opt in end.optimizers],
+                         "scheduler": [sched.state_dict() for sched in end.schedulers]}, end.run_dir / CHECKPOINT)
+
+    def close(self) -> None:
+        pass
+
+
+class MetricsLog:
+    """metrics.jsonl: one row per epoch, rewritten whole (atomically) each time."""
+
+    def write(self, end: EpochEnd) -> None:
+        write_jsonl(end.history, end.run_dir / METRICS_FILE)
+
+    def close(self) -> None:
+        pass
+
+
+class TensorBoardLog:
+    """tb/: every float metric as a scalar, `val_acc` as `val/acc`."""
+
+    def __init__(self, run_dir: Path):
+        from tensorboardX import SummaryWriter  # only runs that keep their own TensorBoard log need it
+        self.writer = SummaryWriter(str(run_dir / "tb"))
+
+    def write(self, end: EpochEnd) -> None:
+        for key, value in end.metrics.items():
+            if isinstance(value, float):
+                self.writer.add_scalar(key.replace("_", "/", 1), value, end.epoch)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def format_line(m: dict[str, Any], epochs: int) -> str:
+    lr = f"lr {m['lr']:.4g}" if m.get("lr") is not None else "lr -"
+    return (f"epoch {m['epoch']:>3}/{epochs}  loss {m['train_loss']:.4f}  train {m['train_acc']:5.1f}%  "
+            f"val {m['val_acc']:5.1f}%  test {m['test_acc']:5.1f}%  density {m['density']:.4f}  "
+            f"{lr}  {m['seconds']:.1f}s")
+
+
+class ConsoleLine:
+    def __init__(self, log: Callable[[str], None]):
+        self.log = log
+
+    def write(self, end: EpochEnd) -> None:
+        self.log(format_line(end.metrics, end.total_epochs))
+
+    def close(self) -> None:
+        pass
+
+
+def default_outputs(run_dir: Path, log: Callable[[str], None] | None, tensorboard: bool = True) -> list[Output]:
+    """The outputs of a run, in their fixed order. Under Ray Tune the trial passes tensorboard=False:
+    Tune keeps the trial's one TensorBoard log from the reported metrics."""
+    outputs: list[Output] = [CheckpointWriter(), MetricsLog()]
+    if tensorboard:
+        outputs.append(TensorBoardLog(run_dir))
+    if log is not None:
+        outputs.append(ConsoleLine(log))
+    return outputs
