@@ -20,15 +20,15 @@ from hiddennets.algorithms import ALGORITHMS, sections
 from hiddennets.config import RunConfig, flatten, is_semantic
 
 
-def _defaults() -> dict[str, Any]:
-    # sections' defaults come from their dataclasses, so a bare RunConfig needs them filled in
-    return flatten(RunConfig(sections={name: options() for name, options in sections().items()}))
+def _defaults(config_type: type = RunConfig) -> dict[str, Any]:
+    # sections' defaults come from their dataclasses, so a bare config needs them filled in
+    return flatten(config_type(sections={name: options() for name, options in sections().items()}))
 
 
 def identity(cfg: RunConfig) -> dict[str, Any]:
     """The keys that name the run: semantic, common or of its own section, and not at their default."""
     own = ALGORITHMS[cfg.algo].section + "."
-    defaults = _defaults()
+    defaults = _defaults(type(cfg))
     out = {}
     for key, value in flatten(cfg).items():
         in_section = "." in key and key.partition(".")[0] in cfg.sections
@@ -66,7 +66,7 @@ LEGACY_KEYS = (
 def legacy_config_hash(cfg: RunConfig) -> str | None:
     """The hash this config had under the older rule, or None if it uses a key that did not exist then
     (at a value other than its default), so no older folder can hold it."""
-    flat, defaults = flatten(cfg), _defaults()
+    flat, defaults = flatten(cfg), _defaults(type(cfg))
     if any(k not in LEGACY_KEYS and is_semantic(k) and flat[k] != defaults.get(k) for k in flat):
         return None
     if any(k not in flat for k in LEGACY_KEYS):  # an algorithm of that time is not registered

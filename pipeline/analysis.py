@@ -39,10 +39,17 @@ def _read_parquet(uri: str) -> pd.DataFrame:
     return pq.read_table(io.BytesIO(data)).to_pandas()
 
 
+def upgrade_epochs(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Epoch tables written before the measured density had its own name called it `density`."""
+    if "measured_density" not in epochs and "density" in epochs:
+        return epochs.rename(columns={"density": "measured_density"})
+    return epochs
+
+
 def load(sweep_path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trials, epochs) of the sweep at `sweep_path`: a local folder or a URI (s3://, file://)."""
     base = sweep_path.rstrip("/")
-    return _read_parquet(f"{base}/trials.parquet"), _read_parquet(f"{base}/epochs.parquet")
+    return _read_parquet(f"{base}/trials.parquet"), upgrade_epochs(_read_parquet(f"{base}/epochs.parquet"))
 
 
 def two_phase_algorithms() -> dict[str, TwoPhaseReport]:
@@ -50,12 +57,19 @@ def two_phase_algorithms() -> dict[str, TwoPhaseReport]:
     return {name: a.two_phase for name, a in ALGORITHMS.items() if a.two_phase is not None}
 
 
+def _config_columns(trials: pd.DataFrame) -> list[str]:
+    """The config columns a trials table can hold: every registered section's, and for an algorithm
+    this process has not registered (a plugin it did not import) its `<algo>_...` columns."""
+    unknown = [str(a) for a in trials["algo"].dropna().unique() if a not in ALGORITHMS] if "algo" in trials else []
+    return config_column_names() + [c for c in trials.columns if any(c.startswith(f"{a}_") for a in unknown)]
+
+
 def setting_columns(trials: pd.DataFrame) -> list[str]:
     """The config columns that define a setting in this sweep (see the module docstring), in table order."""
-    varying = {c for c in config_column_names() if c in trials.columns and c not in NOT_A_SETTING
-               and trials[c].astype(str).nunique() > 1}
+    names = _config_columns(trials)
+    varying = {c for c in names if c in trials.columns and c not in NOT_A_SETTING and trials[c].astype(str).nunique() > 1}
     varying.discard("sparsity")  # always 1 - density
-    return [c for c in config_column_names() if c in HEADLINE or c in varying]
+    return [c for c in names if c in HEADLINE or c in varying]
 
 
 def over_seeds(trials: pd.DataFrame, metrics: Sequence[str] = DEFAULT_METRICS, by: Sequence[str] | None = None,
@@ -124,7 +138,7 @@ def phase_results(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     if epochs.empty:
         return pd.DataFrame()
     rows = []
-    for trial_id, group in epochs.groupby("trial_id", sort=False):
+    for trial_id, group in upgrade_epochs(epochs).groupby("trial_id", sort=False):
         for phase in summarise(group.sort_values("epoch", kind="stable").to_dict("records")).phases:
             rows.append({"trial_id": trial_id, "phase": phase.name, "phase_end_epoch": int(phase.end["epoch"]),
                          "phase_density": phase.end["measured_density"], "phase_last_val_acc": phase.end["val_acc"],

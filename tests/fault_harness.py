@@ -32,6 +32,8 @@ import torch
 
 import hiddennets.checkpoint as checkpoint_module
 import hiddennets.engine as engine
+import hiddennets.loops as loops
+import hiddennets.outputs as outputs
 from hiddennets.validation import config_from_dict
 
 
@@ -56,13 +58,13 @@ def install_kill_point(kind: str, n: int) -> None:
             return real_step(self, *args, **kwargs)
         torch.optim.SGD.step = step
     elif kind == "eval":
-        real_evaluate = engine.evaluate
+        real_evaluate = loops.evaluate
 
         def evaluate(*args, **kwargs):
             if reached():
                 _die()
             return real_evaluate(*args, **kwargs)
-        engine.evaluate = evaluate
+        loops.evaluate = evaluate
     elif kind in ("torn_write", "digests", "rotate", "landed"):
         real_replace_atomically, real_os_replace = checkpoint_module._replace_atomically, os.replace
 
@@ -94,13 +96,13 @@ def install_kill_point(kind: str, n: int) -> None:
         checkpoint_module._replace_atomically = replace_atomically
         checkpoint_module.os.replace = os_replace
     elif kind == "metrics":
-        real_write_jsonl = engine.write_jsonl
+        real_write_jsonl = outputs.write_jsonl
 
         def write_jsonl(rows, path):
             if reached():
                 _die()
             return real_write_jsonl(rows, path)
-        engine.write_jsonl = write_jsonl
+        outputs.write_jsonl = write_jsonl
     elif kind != "timer":
         raise ValueError(f"unknown kill point {kind}")
 

@@ -13,6 +13,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hiddennets.algorithms import sections
 from hiddennets.config import RunConfig
 from pipeline.cli import run_main
 from pipeline.run import main as run_command
@@ -36,7 +37,9 @@ FAST = settings(max_examples=40, deadline=None, derandomize=True,
 
 
 def _fields(cls) -> dict[str, typing.Any]:
-    return {f.name: hints for f, hints in zip(dataclasses.fields(cls), typing.get_type_hints(cls).values())}
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "sections"}
+    return fields | (sections() if cls is RunConfig else {})
 
 
 def _section_class(path: tuple[str, ...]):
@@ -47,7 +50,7 @@ def _section_class(path: tuple[str, ...]):
         return ResourcesConfig
     cls = RunConfig
     for name in path[1:]:
-        cls = typing.get_type_hints(cls)[name]
+        cls = sections().get(name) or typing.get_type_hints(cls)[name]  # an algorithm's section, or a common one
     return cls
 
 

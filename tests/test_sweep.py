@@ -55,7 +55,7 @@ def test_asha_stops_hopeless_trials_and_every_epoch_is_in_the_tables(tmp_path):
     assert_epochs_complete(trials, epochs)
     assert len(epochs) == trials.epochs_completed.sum()
     # the schema researchers filter on
-    assert {"sweep", "trial_id", "config_hash", "arch", "algo", "density", "sparsity", "init", "seed", "lr",
+    assert {"sweep", "trial_id", "config_hash", "arch", "algo", "density", "sparsity", "init", "seed", "optimizer_lr",
             "best_val_acc", "last_test_acc", "wall_time_s", "device", "checkpoint", "versions"} <= set(trials.columns)
     assert (trials.sparsity == 1 - trials.density).all()
     ep = trials[(trials.algo == "ep") & (trials.density == 0.5)].iloc[0]

@@ -16,7 +16,7 @@ from hiddennets import build_model, load_config, train
 from hiddennets.checkpoint import load_checkpoint
 from hiddennets.data import build_datasets
 from hiddennets.distributed import DistInfo
-from hiddennets.engine import evaluate
+from hiddennets.loops import evaluate
 from tests.conftest import REPO, run_cli
 
 
