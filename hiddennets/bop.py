@@ -1,4 +1,4 @@
-"""The Bop optimiser for sign flips (Helwegen et al. 2019; Peek-a-Boo stage 2, DESIGN.md section 4).
+"""The Bop optimiser for sign flips (Helwegen et al. 2019; Peek-a-Boo stage 2, docs/ALGORITHMS.md).
 
     m <- (1 - adaptivity) * m + adaptivity * grad          (m starts at 0, as in the paper)
     w <- -w where |m| >= threshold and sign(m) == sign(w)

@@ -1,4 +1,4 @@
-"""Weight and score initialisations (DESIGN.md section 3).
+"""Weight and score initialisations (docs/ALGORITHMS.md, "Conventions").
 
 Scaled variants divide the fan by the layer's density: std = gain / sqrt(fan * density), so the
 kept subnetwork has the variance a dense layer of that fan would have.

@@ -1,4 +1,4 @@
-"""Pruning at initialisation (DESIGN.md section 4, Peek-a-Boo stage 1): one interface, exact density.
+"""Pruning at initialisation (docs/ALGORITHMS.md, Peek-a-Boo stage 1): one interface, exact density.
 
     masks = prune(model, "synflow", density=0.3)                 # {layer name: 0/1 tensor}
     masks = prune(model, "snip", density=0.3, batch=(x, y), scope="layer")

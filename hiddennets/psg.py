@@ -1,4 +1,4 @@
-"""Low-precision weight gradients for Peek-a-Boo's optional PSG branch (DESIGN.md section 4).
+"""Low-precision weight gradients for Peek-a-Boo's optional PSG branch (docs/ALGORITHMS.md).
 
 The weight gradient is computed from 8-bit inputs and a 16-bit output gradient (uniform min-max
 quantisers), then entries below `threshold` * max|g| are zeroed ("sparsify"), and optionally

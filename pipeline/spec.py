@@ -1,4 +1,4 @@
-"""Sweep spec files (DESIGN.md section 5): top-level keys, the run config in `base:`, the grid.
+"""Sweep spec files (docs/SPECS.md): top-level keys, the run config in `base:`, the grid.
 
     name: quickstart
     base: {...}                       # one run config; every key validated

@@ -6,7 +6,7 @@
 Without --address a Ray instance is started on this machine. Running the same command again after an
 interruption resumes the sweep: finished trials are kept, interrupted ones continue from their last
 checkpoint, trials stopped early stay stopped. Results: <storage>/<name>/trials.parquet and
-epochs.parquet (DESIGN.md section 6), written as trials report.
+epochs.parquet (docs/TABLES.md), written as trials report.
 """
 from __future__ import annotations
 

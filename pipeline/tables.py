@@ -1,4 +1,4 @@
-"""The results tables (DESIGN.md section 6): trials.parquet and epochs.parquet, pandas-friendly.
+"""The results tables (docs/TABLES.md): trials.parquet and epochs.parquet, pandas-friendly.
 
 Rows come from each trial's result.json (the JSON lines Ray Tune itself writes, one per report) and
 the trial's status. A resumed trial reports some epochs again, so rows are de-duplicated on

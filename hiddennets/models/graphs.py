@@ -14,7 +14,7 @@ random graph of the same density, the paper's baseline.
   our own (5 steps of 0.2). Its Euler step of size 1 is exactly the discrete update.
 
 The norm is BatchNorm (non-affine unless learn_bn), one per evaluation of the dynamics. We measured
-instance norm (DESIGN.md's "IN") first: on digits a dense static graph reached 43% with it and 96%
+instance norm (the paper's "IN") first: on digits a dense static graph reached 43% with it and 96%
 with BN (8 epochs, width 0.25), since a per-node instance norm removes each node's mean activation,
 which is what the pooled read-out classifies.
 
