@@ -82,6 +82,10 @@ def test_every_kill_lands_and_every_restart_resumes_from_the_newest_complete_che
     assert {a["kind"] for a in kills} == {"step", "eval", "torn_write", "digests", "rotate", "landed", "metrics",
                                           "timer"}
     for attempt in attempts:
+        if attempt.get("kind") == "timer" and not attempt["log"]:
+            # killed from outside before it had restored (fsync stalls on a busy disk can delay that past
+            # 0.5 s): nothing to check here; the next attempt must still resume from the same checkpoint
+            continue
         assert _resumed_from(attempt["log"]) == attempt["complete_epoch_before"], attempt
         assert "Traceback" not in attempt["log"], attempt["log"]
     resumed = [a["complete_epoch_before"] for a in attempts]
