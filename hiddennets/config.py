@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ import yaml
 
 from hiddennets.errors import ConfigError
 
-__all__ = ["ConfigError", "OptimizerConfig", "RunConfig", "ScheduleConfig", "apply_overrides", "check_choice", "flatten",
+__all__ = ["ConfigError", "OptimizerConfig", "RunConfig", "ScheduleConfig", "apply_overrides", "check_choice", "check_finite", "flatten",
            "from_dict", "is_semantic", "parse_override", "read_yaml", "run_section", "unknown_key_error"]
 
 # Field metadata: keys marked non-semantic do not change a run's results (where data lives, how
@@ -141,17 +142,33 @@ def is_semantic(dotted: str) -> bool:
 
 
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+MAX_SHOWN = 80  # characters of a bad value quoted in an error line
+
+
+def shown(value: Any) -> str:
+    """repr(value), cut to a bounded length: an error line stays one short line whatever was typed."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
+
+
+def check_finite(values: Mapping[str, Any], prefix: str = "") -> None:
+    """Every number (and every number in a list) must be finite: NaN passes every `<` check unnoticed."""
+    for key, value in values.items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(f"{prefix}{key}: expected a finite number, got {item}")
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping of {hint.__name__} keys, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping of {hint.__name__} keys, got {shown(value)}")
         return from_dict(hint, value, prefix=key + ".")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
+            raise ConfigError(f"{key}: expected a list, got {shown(value)}")
         args = typing.get_args(hint)
         if origin is tuple and len(args) != len(value):
             raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
@@ -165,8 +182,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            try:
+                return float(value)
+            except OverflowError:  # an integer too large for a float
+                raise ConfigError(f"{key}: expected a finite number, got {shown(value)}") from None
+        if isinstance(value, float):
+            return value
         if isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as a string; accept it as a number
             try:
                 return float(value)
@@ -177,13 +199,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return value
     else:  # pragma: no cover - a field type this module does not know is a programming error
         raise TypeError(f"unsupported config type {hint!r} for {key}")
-    raise ConfigError(f"{key}: expected {_TYPE_WORDS[hint]}, got {value!r}")
+    raise ConfigError(f"{key}: expected {_TYPE_WORDS[hint]}, got {shown(value)}")
 
 
 def unknown_key_error(key: str, valid: Sequence[str], prefix: str = "") -> ConfigError:
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f"did you mean '{prefix}{close[0]}'?" if close else "valid keys: " + ", ".join(sorted(valid))
-    return ConfigError(f"unknown key '{prefix}{key}': {hint}")
+    return ConfigError(f"unknown key '{prefix}{key[:MAX_SHOWN]}': {hint}")
 
 
 def check_choice(key: str, value: str, valid: Sequence[str]) -> None:
@@ -191,7 +213,7 @@ def check_choice(key: str, value: str, valid: Sequence[str]) -> None:
     if value not in valid:
         close = difflib.get_close_matches(value, valid, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"{key}: unknown {key.split('.')[-1]} '{value}'{hint}; valid: {', '.join(valid)}")
+        raise ConfigError(f"{key}: unknown {key.split('.')[-1]} '{value[:MAX_SHOWN]}'{hint}; valid: {', '.join(valid)}")
 
 
 def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "",
@@ -225,7 +247,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override '{text}': expected KEY=VALUE, e.g. optimizer.lr=0.05")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.strip(), value
@@ -249,23 +271,94 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
 # ---------------------------------------------------------------------------------------------
 # Loading
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+# A spec expands to at most this many YAML nodes, aliases counted at their full size: a legitimate
+# spec has a few hundred; a "billion laughs" of 7 levels would have 4.8 million.
+MAX_YAML_NODES = 20_000
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses duplicate keys and counts what aliases expand to while composing,
+    before anything is built (so a bomb costs nothing)."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.expanded = 0
+        self._sizes: dict[int, int] = {}
+
+    def _size(self, node: yaml.Node) -> int:
+        if id(node) not in self._sizes:
+            children: list = []
+            if isinstance(node, yaml.SequenceNode):
+                children = node.value
+            elif isinstance(node, yaml.MappingNode):
+                children = [part for pair in node.value for part in pair]
+            self._sizes[id(node)] = 1 + sum(self._size(child) for child in children)
+        return self._sizes[id(node)]
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            anchor = self.peek_event().anchor
+            if anchor in self.anchors:
+                self.expanded += self._size(self.anchors[anchor])
+        else:
+            self.expanded += 1
+        if self.expanded > MAX_YAML_NODES:
+            raise ConfigError(f"YAML aliases expand to more than {MAX_YAML_NODES} values; write the values out "
+                              "or use fewer aliases")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, typing.Hashable):
+                continue  # the base class says what is wrong with such a key
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: duplicate key '{str(key)[:MAX_SHOWN]}'; "
+                                  "give each key once")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML with duplicate keys refused and alias expansion bounded (ConfigError), else yaml.YAMLError."""
+    loader = _SpecLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: str | Path, *, empty_ok: bool = False) -> dict[str, Any]:
+    """Read a spec or run config: UTF-8 YAML whose top level is a mapping (an empty file is refused
+    unless `empty_ok`)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a folder; give a YAML spec file")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save the "
+                          "spec as UTF-8") from None
+    try:
+        data = parse_yaml(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}:{where}: YAML syntax error: {problem}") from None
+        raise ConfigError(f"{path}:{where}: YAML syntax error: {problem[:MAX_SHOWN]}") from None
     if data is None:
-        return {}
+        if empty_ok:
+            return {}
+        raise ConfigError(f"{path}: empty; a spec needs run-config keys or a base: section (see docs/SPECS.md)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
     return data

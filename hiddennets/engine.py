@@ -11,6 +11,8 @@ optimisers, schedules, epoch and the metric history are in the checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import time
 from dataclasses import dataclass, field
@@ -27,11 +29,14 @@ from hiddennets.config import RunConfig
 from hiddennets.data import build_datasets
 from hiddennets.distributed import DistInfo, barrier, broadcast_error, dist_info
 from hiddennets.errors import CheckpointError, ConfigError, DivergedError
+from hiddennets.folder_lock import describe, folder_lock
 from hiddennets.history import result_json
+from hiddennets.identity import config_hash, identity
 from hiddennets.layers import measured_density
 from hiddennets.loops import evaluate_splits, make_loaders, seed_epoch, train_epoch
 from hiddennets.outputs import CHECKPOINT, CHECKPOINT_FORMAT, EpochEnd, Output, default_outputs
 from hiddennets.run_dir import claim_run_dir, default_run_dir
+from hiddennets.validation import config_from_dict
 
 __all__ = ["CHECKPOINT", "CHECKPOINT_FORMAT", "EpochCallback", "train"]
 
@@ -60,6 +65,35 @@ def check_finite(metrics: dict[str, Any]) -> None:
         if value is not None and not math.isfinite(value):
             lr = metrics.get("lr")
             raise DivergedError(f"diverged: {key} is {value} at epoch {metrics['epoch']} (lr {lr if lr is None else format(lr, 'g')})")
+
+
+@torch.no_grad()
+def check_tensors_finite(model: nn.Module, epoch: int, lr: float | None) -> None:
+    """Stop a run whose trained parameters or floating buffers (scores, weights, BN statistics) hold a
+    NaN or inf: its loss can stay finite meanwhile (a top-k of NaN scores still picks k weights). One
+    host sync per epoch; only a failing check looks for the tensor to name."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    named += [(n, b) for n, b in model.named_buffers() if b.is_floating_point()]
+    if not named or bool(torch.stack([t.isfinite().all() for _, t in named]).all()):
+        return
+    name, bad = next((n, t) for n, t in named if not bool(t.isfinite().all()))
+    kind = "nan" if bool(bad.isnan().any()) else "inf"
+    raise DivergedError(f"diverged: {name} is {kind} at epoch {epoch} (lr {lr if lr is None else format(lr, 'g')})")
+
+
+def check_checkpoint_config(saved: dict[str, Any], cfg: RunConfig, path: Path) -> None:
+    """A checkpoint is resumed only by the run that wrote it (same identity hash)."""
+    try:
+        theirs = config_from_dict(saved.get("config") or {})
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: holds a checkpoint whose config this version cannot read ({exc}); use "
+                          "another output folder") from None
+    if config_hash(theirs) != config_hash(cfg):
+        a, b = identity(theirs), identity(cfg)
+        diff = ", ".join(f"{k} {a.get(k, '(default)')!r} -> {b.get(k, '(default)')!r}"
+                         for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+        raise ConfigError(f"{path}: holds a checkpoint of another run (hash {config_hash(theirs)}) than this "
+                          f"config (hash {config_hash(cfg)}): {diff}; use that run's folder or another one")
 
 
 def _as_list(saved_state) -> list:
@@ -133,6 +167,7 @@ class _Run:
         algorithm.refresh(model, cfg, epoch)
         metrics.update(evaluate_splits(net, val_loader, test_loader, cfg, device, info))
         check_finite(metrics)  # every rank sees the same reduced losses, so all stop together
+        check_tensors_finite(model, epoch + 1, lr)  # DDP keeps the ranks' parameters equal: all stop together
         for suffix, mode in algorithm.evaluation_modes(model, cfg, phase).items():
             with mode:
                 extra.update({f"{key}_{suffix}": value
@@ -155,9 +190,9 @@ class _Run:
             callback(end.metrics, self.run_dir / CHECKPOINT)
 
 
-def _restore(ckpt_path: Path, info: DistInfo) -> dict[str, Any] | None:
+def _restore(ckpt_path: Path, info: DistInfo, repair: bool = True) -> dict[str, Any] | None:
     # rank 0 (the writer) checks and repairs the folder first; the others then only read it
-    saved = _on_main(info, lambda: load_latest_checkpoint(ckpt_path, repair=True), CheckpointError)
+    saved = _on_main(info, lambda: load_latest_checkpoint(ckpt_path, repair=repair), CheckpointError)
     return saved if info.is_main else load_latest_checkpoint(ckpt_path, repair=False)
 
 
@@ -173,6 +208,28 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, callbacks: Iterable
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     datasets = build_datasets(cfg)  # missing or broken data fails before the run folder is written
     _on_main(info, lambda: claim_run_dir(run_dir, cfg), ConfigError)
+    with contextlib.ExitStack() as stack:
+        read_only = _on_main(info, lambda: _lock_run(stack, run_dir), ConfigError)
+        return _train_locked(cfg, run_dir, datasets, info, list(callbacks), log, tensorboard, read_only)
+
+
+def _lock_run(stack: contextlib.ExitStack, run_dir: Path) -> bool:
+    """One process trains a run folder at a time. Returns True when the folder is read-only (no lock
+    can be taken: only a finished run may then go on, to print its result)."""
+    busy = lambda who: ConfigError(  # noqa: E731
+        f"{run_dir}: this run is already being trained ({describe(who)}); wait for it to finish or stop it - "
+        "running the same command afterwards resumes the run")
+    try:
+        stack.enter_context(folder_lock(run_dir, busy))
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return True
+        raise
+    return False
+
+
+def _train_locked(cfg: RunConfig, run_dir: Path, datasets, info: DistInfo, callbacks: list[EpochCallback],
+                  log: Callable[[str], None] | None, tensorboard: bool, read_only: bool) -> dict[str, Any]:
     device = resolve_device(cfg, info)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -182,16 +239,23 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, callbacks: Iterable
     total = sum(phase.epochs for phase in phases)
 
     state = RunState()
-    saved = _restore(run_dir / CHECKPOINT, info)
+    saved = _restore(run_dir / CHECKPOINT, info, repair=not read_only)
+    if saved is not None:
+        check_checkpoint_config(saved, cfg, run_dir / CHECKPOINT)
+        state = RunState(saved["epoch"], list(saved["history"]))
+    if state.epoch >= total and state.history:  # finished: nothing to train, nothing to write
+        result = result_json(state.history, str(run_dir))
+        if info.is_main and not read_only and not (run_dir / "result.json").is_file():
+            write_json(result, run_dir / "result.json")
+        return result
     if saved is not None:
         model.load_state_dict(saved["model"])
-        state = RunState(saved["epoch"], list(saved["history"]))
-        if log and info.is_main and state.epoch < total:
+        if log and info.is_main:
             log(f"resuming {run_dir} from epoch {state.epoch}")
 
     outputs = default_outputs(run_dir, log, tensorboard) if info.is_main else []
     run = _Run(cfg, run_dir, algorithm, model, device, info, make_loaders(cfg, info, datasets), outputs,
-               list(callbacks), total)
+               callbacks, total)
     try:
         phase_start = 0
         for phase in phases:

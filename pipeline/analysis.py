@@ -11,21 +11,27 @@ seeds group trials by their setting.
 from __future__ import annotations
 
 import io
+import os
 from typing import Iterable, Sequence
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hiddennets.algorithms import ALGORITHMS, TwoPhaseReport
 from hiddennets.errors import ConfigError
 from hiddennets.history import summarise
-from pipeline.storage import filesystem
+from pipeline.storage import filesystem, is_uri
 from pipeline.tables import config_column_names
 
 HEADLINE = ["dataset", "arch", "algo", "density", "init"]
 # Columns that tell trials apart without being part of what was studied.
 NOT_A_SETTING = {"seed", "name", "data_dir", "num_workers", "device", "download", "eval_batch_size"}
 DEFAULT_METRICS = ["test_acc_at_best_val", "best_val_acc", "last_test_acc"]
+
+
+REQUIRED = {"trials.parquet": ("trial_id", "status", "algo", "density"),
+            "epochs.parquet": ("trial_id", "epoch", "val_acc", "test_acc")}
 
 
 def _read_parquet(uri: str) -> pd.DataFrame:
@@ -36,7 +42,17 @@ def _read_parquet(uri: str) -> pd.DataFrame:
     except FileNotFoundError:
         raise ConfigError(f"{uri}: no such file; a sweep folder holds trials.parquet and epochs.parquet "
                           "(python -m pipeline.sweep writes them)") from None
-    return pq.read_table(io.BytesIO(data)).to_pandas()
+    except (OSError, pa.ArrowException) as exc:  # a folder where the table should be, unreadable storage
+        raise ConfigError(f"{uri}: cannot read ({' '.join(str(exc).split())[:200]})") from None
+    try:
+        frame = pq.read_table(io.BytesIO(data)).to_pandas()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise ConfigError(f"{uri}: not a readable Parquet table ({' '.join(str(exc).split())[:200]}); it may be cut "
+                          "short: rerun the sweep command to rewrite it") from None
+    missing = [c for c in REQUIRED.get(uri.rsplit("/", 1)[-1], ()) if c not in frame.columns]
+    if missing and not frame.empty:
+        raise ConfigError(f"{uri}: not a hiddennets results table (no column {missing[0]!r})")
+    return frame
 
 
 def upgrade_epochs(epochs: pd.DataFrame) -> pd.DataFrame:
@@ -49,6 +65,8 @@ def upgrade_epochs(epochs: pd.DataFrame) -> pd.DataFrame:
 def load(sweep_path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trials, epochs) of the sweep at `sweep_path`: a local folder or a URI (s3://, file://)."""
     base = sweep_path.rstrip("/")
+    if not is_uri(base) and os.path.isfile(base):
+        raise ConfigError(f"{base}: is a file; give the sweep folder holding trials.parquet and epochs.parquet")
     return _read_parquet(f"{base}/trials.parquet"), upgrade_epochs(_read_parquet(f"{base}/epochs.parquet"))
 
 

@@ -12,14 +12,23 @@ from pipeline.storage import StorageError, storage_failure
 EXIT_BAD_INPUT = 2
 
 
+MAX_ERROR_LINE = 1000
+
+
+def one_line(exc: BaseException) -> str:
+    """The error as one line of bounded length, whatever it quotes."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= MAX_ERROR_LINE else text[: MAX_ERROR_LINE - 3] + "..."
+
+
 def run_main(main: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
     try:
         return main(sys.argv[1:] if argv is None else argv)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (DivergedError, CheckpointError, StorageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # the reader went away (e.g. `| head`): stop quietly, as Unix tools do

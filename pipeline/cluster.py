@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 import uuid
 
@@ -75,3 +76,25 @@ def use_cluster_token() -> None:
                  or os.path.isfile(os.path.expanduser("~/.ray/auth_token")))
     if has_token:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
+TOKEN_FILE = "~/.ray/auth_token"
+
+
+def token_permission_problem(path: str = TOKEN_FILE) -> str | None:
+    """One line if Ray's auth token can be read by other users of this machine (Ray writes it 0644)."""
+    full = os.path.expanduser(path)
+    try:
+        mode = os.stat(full).st_mode & 0o777
+    except OSError:
+        return None
+    if mode & 0o077:
+        return (f"warning: {path} is readable by other users (mode {mode:04o}): anyone here can then control the "
+                f"cluster; run chmod 600 {path}")
+    return None
+
+
+def warn_token_permissions() -> None:
+    problem = token_permission_problem()
+    if problem:
+        print(problem, file=sys.stderr, flush=True)

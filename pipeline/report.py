@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 
 import pandas as pd
 
+from hiddennets.errors import ConfigError
 from pipeline import analysis, plots
 from pipeline.cli import run_main
 from pipeline.published import compare, published
@@ -200,6 +202,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    if args.out and "://" not in args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ConfigError(f"--out: {args.out} is not a folder; give the folder to write the report into")
     print(f"report: {write_report(args.sweep, args.out)}")
     return 0
 

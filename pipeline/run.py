@@ -9,12 +9,17 @@ command again resumes from the last checkpoint; a finished run just prints its r
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from hiddennets.engine import train
+from hiddennets.errors import ConfigError
 from hiddennets.run_dir import default_run_dir
+from hiddennets.validation import check_loader_workers
 from pipeline.cli import run_main
 from pipeline.spec import base_config, parse_overrides, read_spec, storage_of
+from pipeline.storage import check_location, inside_root
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,7 +36,17 @@ def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     spec = read_spec(args.spec)
     cfg = base_config(spec, parse_overrides(args.overrides + args.more))
-    run_dir = args.out or default_run_dir(cfg, storage_of(spec, args.storage))
+    check_loader_workers(cfg.num_workers, os.cpu_count() or 1, "this machine")
+    if args.out:
+        out = Path(args.out).expanduser()
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out: {out} is not a folder; give a run folder (new or holding this run)")
+        check_location(str(out), "--out")
+        run_dir = out
+    else:
+        storage = storage_of(spec, args.storage)
+        run_dir = default_run_dir(cfg, storage)
+        inside_root(storage, str(run_dir))
     if spec.get("grid"):
         print("note: this spec has a grid; pipeline.run trains its base config only", file=sys.stderr)
     print(f"run {cfg.name}: {cfg.algo} on {cfg.arch}/{cfg.dataset}, density {cfg.density}, seed {cfg.seed} -> {run_dir}",

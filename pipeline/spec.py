@@ -19,15 +19,17 @@ import hashlib
 import importlib
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from hiddennets.algorithms import total_epochs
-from hiddennets.config import RunConfig, from_dict, parse_override, read_yaml, run_section, unknown_key_error
+from hiddennets.config import RunConfig, check_finite, from_dict, parse_override, read_yaml, run_section, shown, unknown_key_error
 from hiddennets.errors import ConfigError
 from hiddennets.identity import config_hash
-from hiddennets.validation import config_from_dict
+from hiddennets.validation import check_name, config_from_dict
+from pipeline.storage import check_location
 
 SPEC_KEYS = ("name", "description", "base", "grid", "num_samples", "scheduler", "resources", "max_failures", "storage",
              "plugins")
@@ -139,9 +141,10 @@ def base_config(spec: Mapping[str, Any], overrides: Mapping[str, Any]) -> RunCon
 
 def storage_of(spec: Mapping[str, Any], cli_storage: str | None) -> str:
     storage = cli_storage or spec.get("storage") or "results"
-    if not isinstance(storage, str):
-        raise ConfigError(f"storage: expected a path or s3:// URI, got {storage!r}")
+    if not isinstance(storage, str) or not storage.strip():
+        raise ConfigError(f"storage: expected a path or s3:// URI, got {shown(storage)}")
     refuse_credentials(storage)
+    check_location(storage)
     return storage
 
 
@@ -163,17 +166,39 @@ def refuse_credentials(uri: str) -> None:
                           "~/.aws/credentials, or the node's instance profile)")
 
 
-def _check_sampler(key: str, value: dict[str, Any]) -> None:
+def _number(a: Any) -> bool:
+    return isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a)
+
+
+def _check_sampler(key: str, value: dict[str, Any], base: dict[str, Any]) -> None:
+    """A sampled axis: a known sampler, a valid range, and every value it can draw valid for its key."""
     if len(value) != 1 or next(iter(value)) not in SAMPLERS:
-        raise ConfigError(f"grid.{key}: a sampled axis is one of {{{', '.join(SAMPLERS)}: [...]}}, got {value!r}")
+        raise ConfigError(f"grid.{key}: a sampled axis is one of {{{', '.join(SAMPLERS)}: [...]}}, got {shown(value)}")
     kind, args = next(iter(value.items()))
     if not isinstance(args, list) or not args:
-        raise ConfigError(f"grid.{key}.{kind}: expected a list of values, got {args!r}")
+        raise ConfigError(f"grid.{key}.{kind}: expected a list of values, got {shown(args)}")
     if kind in ("loguniform", "uniform", "randint"):
-        if len(args) != 2 or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args) \
-                or args[0] >= args[1] or (kind == "loguniform" and args[0] <= 0):
-            raise ConfigError(f"grid.{key}.{kind}: expected [low, high] with low < high"
-                              f"{' and low > 0' if kind == 'loguniform' else ''}, got {args!r}")
+        if len(args) != 2 or not all(_number(a) for a in args) or args[0] >= args[1] \
+                or (kind == "loguniform" and args[0] <= 0) or (kind == "randint" and not all(isinstance(a, int) for a in args)):
+            raise ConfigError(f"grid.{key}.{kind}: expected [low, high] of finite {'integers' if kind == 'randint' else 'numbers'}"
+                              f" with low < high{' and low > 0' if kind == 'loguniform' else ''}, got {shown(args)}")
+        ends = [args[0], args[1] - 1] if kind == "randint" else args  # randint's high is exclusive
+    else:
+        ends = args
+    for end in ends:  # a range is valid for its key when both ends are (every check is an interval)
+        try:
+            config_from_dict(base, {key: end})
+        except ConfigError as exc:
+            raise ConfigError(f"grid.{key}.{kind}: draws {shown(end)}, which is refused: {exc}") from None
+
+
+def _section(data: Mapping[str, Any], key: str, cls: type) -> Any:
+    value = data[key]
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a mapping of {cls.__name__} keys, got {shown(value)}")
+    return from_dict(cls, value, prefix=f"{key}.")
 
 
 def load_sweep(path: str | Path, overrides: Mapping[str, Any] | None = None,
@@ -183,8 +208,9 @@ def load_sweep(path: str | Path, overrides: Mapping[str, Any] | None = None,
     if "base" not in data:
         data = {"name": data.get("name", Path(path).stem), "base": data}
     name = data.get("name") or Path(path).stem
-    if not isinstance(name, str) or not name.replace("-", "_").replace(".", "_").isidentifier():
-        raise ConfigError(f"name: expected a short name of letters, digits, '_', '-' or '.', got {name!r}")
+    if not isinstance(name, str):
+        raise ConfigError(f"name: expected a folder name of letters, digits, '_', '-' or '.', got {shown(name)}")
+    check_name("name", name)
     base = run_section(data)
     base.pop("name", None)
     base = {**base, "name": name}
@@ -194,14 +220,14 @@ def load_sweep(path: str | Path, overrides: Mapping[str, Any] | None = None,
     if "grid" in data and not grid:
         raise ConfigError("grid: empty; give at least one axis (e.g. density: [0.1, 0.5]) or remove the key")
     if not isinstance(grid, dict):
-        raise ConfigError(f"grid: expected a mapping of run-config keys to lists, got {grid!r}")
+        raise ConfigError(f"grid: expected a mapping of run-config keys to lists, got {shown(grid)}")
     for key, values in grid.items():
         if isinstance(values, dict):
-            _check_sampler(key, values)
+            _check_sampler(str(key), values, base)
             continue
         if not isinstance(values, list):
             raise ConfigError(f"grid.{key}: expected a list of values (or a sampler such as {{loguniform: [a, b]}}), "
-                              f"got {values!r}")
+                              f"got {shown(values)}")
         if not values:
             raise ConfigError(f"grid.{key}: empty list; give at least one value")
         for value in values:
@@ -212,14 +238,14 @@ def load_sweep(path: str | Path, overrides: Mapping[str, Any] | None = None,
     kwargs: dict[str, Any] = {"name": name, "base": base, "grid": grid, "plugins": plugins_of(data),
                               "storage": storage_of(data, storage), "description": str(data.get("description", ""))}
     if "scheduler" in data:
-        kwargs["scheduler"] = from_dict(SchedulerConfig, data["scheduler"] or {}, prefix="scheduler.")
+        kwargs["scheduler"] = _section(data, "scheduler", SchedulerConfig)
     if "resources" in data:
-        kwargs["resources"] = from_dict(ResourcesConfig, data["resources"] or {}, prefix="resources.")
+        kwargs["resources"] = _section(data, "resources", ResourcesConfig)
     for key in ("num_samples", "max_failures"):
         if key in data:
             value = data[key]
-            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "num_samples" else 0):
-                raise ConfigError(f"{key}: expected an integer >= {1 if key == 'num_samples' else 0}, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not (1 if key == "num_samples" else 0) <= value <= 10_000:
+                raise ConfigError(f"{key}: expected an integer in [{1 if key == 'num_samples' else 0}, 10000], got {shown(value)}")
             kwargs[key] = value
     spec = SweepSpec(**kwargs)
     _check_sweep(spec)
@@ -229,14 +255,18 @@ def load_sweep(path: str | Path, overrides: Mapping[str, Any] | None = None,
 def _check_sweep(spec: SweepSpec) -> None:
     s, r = spec.scheduler, spec.resources
     if s.name not in ("asha", "fifo"):
-        raise ConfigError(f"scheduler.name: unknown scheduler '{s.name}'; valid: asha, fifo")
+        raise ConfigError(f"scheduler.name: unknown scheduler '{s.name[:80]}'; valid: asha, fifo")
     if s.mode not in ("max", "min"):
-        raise ConfigError(f"scheduler.mode: expected max or min, got '{s.mode}'")
+        raise ConfigError(f"scheduler.mode: expected max or min, got '{s.mode[:80]}'")
     metrics = [f"{split}_{m}" for split in ("train", "val", "test") for m in ("loss", "acc", "top5")]
     if s.metric not in metrics:
-        raise ConfigError(f"scheduler.metric: unknown metric '{s.metric}'; valid: {', '.join(metrics)}")
+        raise ConfigError(f"scheduler.metric: unknown metric '{s.metric[:80]}'; valid: {', '.join(metrics)}")
     if s.grace_period < 1 or s.reduction_factor < 2:
         raise ConfigError("scheduler: grace_period must be >= 1 and reduction_factor >= 2")
+    if s.name == "asha" and s.grace_period > spec.max_epochs():
+        raise ConfigError(f"scheduler.grace_period: {s.grace_period} epochs is more than the longest trial's "
+                          f"{spec.max_epochs()}; ASHA would never compare trials (use at most {spec.max_epochs()})")
+    check_finite(vars(r), "resources.")
     if r.workers_per_trial < 1:
         raise ConfigError(f"resources.workers_per_trial: must be >= 1, got {r.workers_per_trial}")
     if r.cpus_per_worker < 0 or r.gpus_per_worker < 0 or (r.cpus_per_worker == 0 and r.gpus_per_worker == 0):
@@ -244,3 +274,6 @@ def _check_sweep(spec: SweepSpec) -> None:
     if r.gpus_per_worker > 1 and r.gpus_per_worker != int(r.gpus_per_worker):
         raise ConfigError(f"resources.gpus_per_worker: fractions only below 1 (several trials share a GPU), "
                           f"got {r.gpus_per_worker}")
+    if r.workers_per_trial > 4096 or r.cpus_per_worker > 4096 or r.gpus_per_worker > 64:
+        raise ConfigError("resources: at most 4096 workers per trial, 4096 CPUs and 64 GPUs per worker")
+

@@ -37,6 +37,44 @@ def is_uri(location: str) -> bool:
     return "://" in location
 
 
+SCHEMES = ("file", "s3", "gs")  # what Ray Tune and pyarrow both reach
+SYSTEM_FOLDERS = ("/etc", "/proc", "/sys", "/dev", "/boot", "/bin", "/sbin", "/lib", "/lib64", "/usr", "/var/lib",
+                  "/run", "/root/.ssh")
+
+
+def check_location(location: str, key: str = "storage") -> None:
+    """Refuse storage that cannot or must not hold results: an unsupported URI scheme, the root, a
+    system folder, or a dot-folder of the home (~/.ssh, ~/.config, ...). Checked on the resolved path."""
+    from hiddennets.errors import ConfigError
+
+    if is_uri(location):
+        scheme = location.split("://", 1)[0].lower()
+        if scheme not in SCHEMES:
+            raise ConfigError(f"{key}: unsupported URI scheme '{scheme[:20]}://'; use a path or one of "
+                              + ", ".join(f"{s}://" for s in SCHEMES))
+        if scheme != "file":
+            return
+        location = location.split("://", 1)[1]
+    resolved = os.path.realpath(os.path.expanduser(location))
+    home = os.path.realpath(os.path.expanduser("~"))
+    inside = lambda top: resolved == top or resolved.startswith(top.rstrip("/") + "/")  # noqa: E731
+    hidden = inside(home) and resolved != home and os.path.relpath(resolved, home).split(os.sep)[0].startswith(".")
+    if resolved == "/" or any(inside(top) for top in SYSTEM_FOLDERS) or hidden:
+        raise ConfigError(f"{key}: {resolved} is a system or hidden folder; keep results in a folder of their own "
+                          "(e.g. ./results) or on s3://")
+
+
+def inside_root(root: str, child: str, key: str = "name") -> None:
+    """A folder derived from a name must stay inside its storage root (checked on the resolved paths)."""
+    from hiddennets.errors import ConfigError
+
+    if is_uri(root):
+        return
+    top, below = os.path.realpath(os.path.expanduser(root)), os.path.realpath(os.path.expanduser(child))
+    if not below.startswith(top.rstrip("/") + "/"):
+        raise ConfigError(f"{key}: {below} would be outside the storage {top}")
+
+
 def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     """(filesystem, path inside it) for a local path (made absolute) or a URI."""
     if is_uri(location):

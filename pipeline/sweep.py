@@ -157,17 +157,20 @@ def report_or_hint(sweep_uri: str) -> str:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     spec = load_sweep(args.spec, parse_overrides(args.overrides + args.more), storage=args.storage)
-    if args.max_concurrent is not None and args.max_concurrent < 1:
-        raise ConfigError(f"--max-concurrent: must be >= 1, got {args.max_concurrent}")
+    if args.max_concurrent is not None and not 1 <= args.max_concurrent <= 100_000:
+        raise ConfigError(f"--max-concurrent: must be in [1, 100000], got {args.max_concurrent}")
+    if not 0 <= args.wait_for_nodes <= 86_400:  # NaN fails this too
+        raise ConfigError(f"--wait-for-nodes: must be a number of seconds in [0, 86400], got {args.wait_for_nodes}")
     if args.dry_run:
         print(describe(spec))
         return 0
-    from pipeline.cluster import check_resources, check_storage, max_concurrent, use_cluster_token
-    from pipeline.storage import StorageError, probe_storage, storage_failure
+    from pipeline.cluster import check_resources, check_storage, max_concurrent, use_cluster_token, warn_token_permissions
+    from pipeline.storage import StorageError, inside_root, probe_storage, storage_failure
     from pipeline.sweep_lock import hold_sweep
 
     storage = check_storage(spec.storage)
     sweep_uri = f"{storage.rstrip('/')}/{spec.name}"
+    inside_root(storage, sweep_uri)
 
     # Both settings are read when Ray is imported, so they come first.
     # Tune forces an experiment snapshot whenever num_to_keep checkpoints have rotated (so a restore
@@ -178,6 +181,7 @@ def main(argv: list[str]) -> int:
             use_cluster_token()
         import ray
         ray.init(address=args.address, logging_level=logging.WARNING, configure_logging=True)
+        warn_token_permissions()
         try:
             check_resources(spec.resources, args.wait_for_nodes)
             guard_spec(sweep_uri, spec)  # the first write, once every check has passed

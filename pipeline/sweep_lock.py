@@ -10,7 +10,6 @@ atomic, so two drivers started within the same second could both pass; it catche
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from hiddennets.errors import ConfigError
+from hiddennets.folder_lock import describe, folder_lock, holder as _holder
 from pipeline.storage import filesystem, is_uri, read_text, write_text
 
 LOCK_FILE = ".lock"
@@ -28,44 +28,24 @@ HEARTBEAT_S = 20.0
 LEASE_EXPIRES_S = 90.0
 
 
-def _holder() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(),
-            "since": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime()), "heartbeat": time.time()}
-
-
 def _busy(sweep: str, holder: dict) -> ConfigError:
-    who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('since', '?')}"
-    return ConfigError(f"{sweep}: this sweep is already being run ({who}); wait for that driver to finish or stop "
-                       "it - running the same command afterwards resumes the sweep")
+    return ConfigError(f"{sweep}: this sweep is already being run ({describe(holder)}); wait for that driver to "
+                       "finish or stop it - running the same command afterwards resumes the sweep")
 
 
 @contextlib.contextmanager
 def _local_lock(sweep_dir: Path) -> Iterator[None]:
     created = not sweep_dir.exists()
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    path = sweep_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
-            except ValueError:
-                holder = {}
-            raise _busy(str(sweep_dir), holder) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(_holder()).encode(), 0)
+    with folder_lock(sweep_dir, lambda who: _busy(str(sweep_dir), who), LOCK_FILE):
         try:
             yield
         finally:
             # a sweep that never got further than the lock (e.g. refused input) leaves no trace
             with contextlib.suppress(OSError):
                 if created and [p.name for p in sweep_dir.iterdir()] == [LOCK_FILE]:
-                    path.unlink()
+                    (sweep_dir / LOCK_FILE).unlink()
                     sweep_dir.rmdir()
-    finally:
-        os.close(fd)  # releases the flock
 
 
 @contextlib.contextmanager
