@@ -151,13 +151,19 @@ def shown(value: Any) -> str:
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
 
 
+MAX_INT = 2**31 - 1
+
+
 def check_finite(values: Mapping[str, Any], prefix: str = "") -> None:
-    """Every number (and every number in a list) must be finite: NaN passes every `<` check unnoticed."""
+    """Every number (and every number in a list) must be finite (NaN passes every `<` check unnoticed)
+    and every integer within 32 bits (seeds, counts and sizes beyond that are typos or overflow)."""
     for key, value in values.items():
         items = value if isinstance(value, (list, tuple)) else [value]
         for item in items:
             if isinstance(item, float) and not math.isfinite(item):
                 raise ConfigError(f"{prefix}{key}: expected a finite number, got {item}")
+            if isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_INT:
+                raise ConfigError(f"{prefix}{key}: expected an integer of at most {MAX_INT}, got {shown(item)}")
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:

@@ -207,7 +207,7 @@ def load_sweep(path: str | Path, overrides: Mapping[str, Any] | None = None,
     data = read_spec(path)
     if "base" not in data:
         data = {"name": data.get("name", Path(path).stem), "base": data}
-    name = data.get("name") or Path(path).stem
+    name = data.get("name", Path(path).stem)
     if not isinstance(name, str):
         raise ConfigError(f"name: expected a folder name of letters, digits, '_', '-' or '.', got {shown(name)}")
     check_name("name", name)
@@ -254,6 +254,7 @@ def load_sweep(path: str | Path, overrides: Mapping[str, Any] | None = None,
 
 def _check_sweep(spec: SweepSpec) -> None:
     s, r = spec.scheduler, spec.resources
+    check_finite(vars(s), "scheduler.")
     if s.name not in ("asha", "fifo"):
         raise ConfigError(f"scheduler.name: unknown scheduler '{s.name[:80]}'; valid: asha, fifo")
     if s.mode not in ("max", "min"):

@@ -42,8 +42,10 @@ class GemMinerOptions:
     shuffle_mask: bool = False       # sanity check: permute the mask within each layer before fine-tuning
 
     def check(self) -> None:
-        if self.iter_period < 1 or self.finetune_epochs < 0 or self.l2_lambda < 0 or self.finetune_lr <= 0:
-            raise ConfigError("gem_miner: iter_period >= 1, finetune_epochs >= 0, l2_lambda >= 0 and finetune_lr > 0")
+        if self.iter_period < 1 or self.finetune_epochs < 0 or self.l2_lambda < 0 or self.finetune_lr <= 0 \
+                or self.finetune_weight_decay < 0:
+            raise ConfigError("gem_miner: iter_period >= 1, finetune_epochs >= 0, l2_lambda >= 0, finetune_lr > 0 and "
+                              "finetune_weight_decay >= 0")
 
 
 class RoundSTE(torch.autograd.Function):
