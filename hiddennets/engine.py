@@ -31,7 +31,7 @@ from hiddennets.distributed import DistInfo, barrier, broadcast_error, dist_info
 from hiddennets.errors import CheckpointError, ConfigError, DivergedError
 from hiddennets.folder_lock import describe, folder_lock
 from hiddennets.history import result_json
-from hiddennets.identity import config_hash, identity
+from hiddennets.identity import config_diff, config_hash
 from hiddennets.layers import measured_density
 from hiddennets.loops import evaluate_splits, make_loaders, seed_epoch, train_epoch
 from hiddennets.outputs import CHECKPOINT, CHECKPOINT_FORMAT, EpochEnd, Output, default_outputs
@@ -89,11 +89,9 @@ def check_checkpoint_config(saved: dict[str, Any], cfg: RunConfig, path: Path) -
         raise ConfigError(f"{path}: holds a checkpoint whose config this version cannot read ({exc}); use "
                           "another output folder") from None
     if config_hash(theirs) != config_hash(cfg):
-        a, b = identity(theirs), identity(cfg)
-        diff = ", ".join(f"{k} {a.get(k, '(default)')!r} -> {b.get(k, '(default)')!r}"
-                         for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
         raise ConfigError(f"{path}: holds a checkpoint of another run (hash {config_hash(theirs)}) than this "
-                          f"config (hash {config_hash(cfg)}): {diff}; use that run's folder or another one")
+                          f"config (hash {config_hash(cfg)}): {config_diff(theirs, cfg)}; use that run's folder "
+                          "or another one")
 
 
 def _as_list(saved_state) -> list:

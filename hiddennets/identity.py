@@ -72,3 +72,11 @@ def legacy_config_hash(cfg: RunConfig) -> str | None:
     if any(k not in flat for k in LEGACY_KEYS):  # an algorithm of that time is not registered
         return None
     return _digest({k: flat[k] for k in LEGACY_KEYS}, 10)
+
+
+def config_diff(old: RunConfig, new: RunConfig) -> str:
+    """What differs between two runs' identities, as `key old -> new, ...` with the values in force."""
+    a, b = identity(old), identity(new)
+    flat_old, flat_new = flatten(old), flatten(new)
+    return ", ".join(f"{k} {a.get(k, flat_old.get(k))!r} -> {b.get(k, flat_new.get(k))!r}"
+                     for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))

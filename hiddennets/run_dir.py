@@ -6,9 +6,9 @@ from pathlib import Path
 import yaml
 
 from hiddennets.checkpoint import write_text
-from hiddennets.config import RunConfig, flatten
+from hiddennets.config import RunConfig
 from hiddennets.errors import ConfigError
-from hiddennets.identity import config_hash, identity, legacy_config_hash
+from hiddennets.identity import config_diff, config_hash, legacy_config_hash
 from hiddennets.validation import config_from_dict
 
 CONFIG_FILE = "config.yaml"
@@ -51,10 +51,7 @@ def claim_run_dir(path: Path, cfg: RunConfig) -> bool:
     if (path / CONFIG_FILE).is_file():
         old = read_run_config(path)
         if config_hash(old) != config_hash(cfg):
-            a, b = identity(old), identity(cfg)
-            diff = ", ".join(f"{k} {_shown(old, a, k)!r} -> {_shown(cfg, b, k)!r}"
-                             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
-            raise ConfigError(f"{path}: holds a run with a different config ({diff}); "
+            raise ConfigError(f"{path}: holds a run with a different config ({config_diff(old, cfg)}); "
                               "choose another output folder or delete that one")
         return True
     if path.exists() and any(path.iterdir()):
@@ -63,7 +60,3 @@ def claim_run_dir(path: Path, cfg: RunConfig) -> bool:
     write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), path / CONFIG_FILE)
     return False
 
-
-def _shown(cfg: RunConfig, ident: dict, key: str):
-    """A key's value for the diff: from the identity, else the config's own (default) value."""
-    return ident[key] if key in ident else flatten(cfg).get(key)
