@@ -124,12 +124,14 @@ def test_when_no_checkpoint_is_usable_the_run_refuses_instead_of_starting_over(t
     run_dir = tmp_path / "run"
     train(config_from_dict({**CONFIG, "epochs": 1}), run_dir, log=None)
     (run_dir / "checkpoint.pt").write_bytes((run_dir / "checkpoint.pt").read_bytes()[:1000])
-    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    # the folder's .lock only records who holds it last (pid, time); everything else must stay as it was
+    files = lambda: {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != ".lock"}  # noqa: E731
+    before = files()
     proc = run_cli("pipeline.run", str(spec), "--out", str(run_dir))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert re.search(r"^error: .*run: no usable checkpoint \(checkpoint.pt: SHA-256 does not match", proc.stderr,
                      re.M), proc.stderr
-    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before  # nothing overwritten
+    assert files() == before  # nothing overwritten
 
 
 class Payload:

@@ -21,7 +21,10 @@ from hiddennets.config import read_yaml
 from hiddennets.engine import train
 from hiddennets.errors import ConfigError, DivergedError
 from hiddennets.validation import config_from_dict
+from pipeline.cli import run_main
 from pipeline.cluster import token_permission_problem
+from pipeline.report import main as report_command
+from pipeline.run import main as run_command
 from tests.conftest import REPO, run_cli
 from tests.test_storage_faults import small_disk  # noqa: F401 - the real read-only tmpfs fixture
 
@@ -71,9 +74,15 @@ def test_a_second_process_on_the_same_run_folder_refuses_and_names_the_holder(tm
     finally:
         first.kill()
         first.wait()
-    # the lock died with its holder (SIGKILL): the same command now resumes
-    again = run_cli("pipeline.run", str(spec), "epochs=30", "--out", str(out))
-    assert again.returncode == 0 and f"resuming {out} from epoch" in again.stdout, again.stderr[-2000:]
+    # the lock died with its holder (SIGKILL): the same command now resumes (seen, then stopped)
+    again = subprocess.Popen([sys.executable, "-m", "pipeline.run", str(spec), "--out", str(out)], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        seen = [again.stdout.readline() for _ in range(3)]
+        assert any(f"resuming {out} from epoch" in line for line in seen), seen
+    finally:
+        again.kill()
+        again.wait()
 
 
 def _finished(tmp_path: Path, name: str, **changes) -> Path:
@@ -82,37 +91,36 @@ def _finished(tmp_path: Path, name: str, **changes) -> Path:
     return out
 
 
-def test_a_checkpoint_is_used_only_by_the_run_that_wrote_it(tmp_path):
+def refused_run(capsys, spec: Path, *args: str) -> str:
+    """pipeline.run in this process: it must refuse with exit 2 and one line; returns that line."""
+    capsys.readouterr()
+    assert run_main(run_command, [str(spec), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+def test_a_checkpoint_is_used_only_by_the_run_that_wrote_it(tmp_path, capsys):
+    spec = write_run_spec(tmp_path)
     # 1. config.yaml edited by hand (density 0.5 -> 0.1) and the command given density=0.1
     edited = _finished(tmp_path, "edited")
     (edited / "config.yaml").write_text((edited / "config.yaml").read_text().replace("density: 0.5", "density: 0.1"))
     before = (edited / "checkpoint.pt").read_bytes()
-    proc = run_cli("pipeline.run", str(write_run_spec(tmp_path)), "epochs=1", "density=0.1", "--out", str(edited))
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert proc.stderr.strip().startswith(f"error: {edited}/checkpoint.pt: holds a checkpoint of another run") and \
-        "density 0.5 -> 0.1" in proc.stderr
+    line = refused_run(capsys, spec, "epochs=1", "density=0.1", "--out", str(edited))
+    assert line.startswith(f"error: {edited}/checkpoint.pt: holds a checkpoint of another run") and \
+        "density 0.5 -> 0.1" in line, line
     assert (edited / "checkpoint.pt").read_bytes() == before
     # 2. a seed-0 checkpoint copied into a seed-1 run folder
-    seed1 = tmp_path / "seed1"
-    seed1.mkdir()
-    (seed1 / "config.yaml").write_text(yaml.safe_dump(config_from_dict({**RUN, "epochs": 1, "seed": 1}).to_dict()))
     seed0 = _finished(tmp_path, "seed0")
-    for name in ("checkpoint.pt", "checkpoint.sha256.json"):
-        shutil.copy2(seed0 / name, seed1 / name)
-    proc = run_cli("pipeline.run", str(write_run_spec(tmp_path)), "epochs=1", "seed=1", "--out", str(seed1))
-    assert proc.returncode == 2 and "seed 0 -> 1" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
-    # 3. a checkpoint of another architecture width (its tensors would not even load)
-    wide = tmp_path / "wide"
-    wide.mkdir()
-    (wide / "config.yaml").write_text(yaml.safe_dump(config_from_dict({**RUN, "epochs": 1, "width": 0.5}).to_dict()))
-    for name in ("checkpoint.pt", "checkpoint.sha256.json"):
-        shutil.copy2(seed0 / name, wide / name)
-    proc = run_cli("pipeline.run", str(write_run_spec(tmp_path)), "epochs=1", "width=0.5", "--out", str(wide))
-    assert proc.returncode == 2 and "width 0.25 -> 0.5" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
-    # and of another algorithm
-    proc_algo = run_cli("pipeline.run", str(write_run_spec(tmp_path)), "epochs=1", "algo=biprop", "--out",
-                        str(_copy_with_config(seed0, tmp_path / "biprop", algo="biprop")))
-    assert proc_algo.returncode == 2 and "algo" in proc_algo.stderr and "Traceback" not in proc_algo.stderr
+    line = refused_run(capsys, spec, "epochs=1", "seed=1", "--out", str(_copy_with_config(seed0, tmp_path / "s1", seed=1)))
+    assert "seed 0 -> 1" in line, line
+    # 3. a checkpoint of another width (its tensors would not even load), and of another algorithm
+    line = refused_run(capsys, spec, "epochs=1", "width=0.5", "--out",
+                       str(_copy_with_config(seed0, tmp_path / "wide", width=0.5)))
+    assert "width 0.25 -> 0.5" in line, line
+    line = refused_run(capsys, spec, "epochs=1", "algo=biprop", "--out",
+                       str(_copy_with_config(seed0, tmp_path / "biprop", algo="biprop")))
+    assert "algo 'ep' -> 'biprop'" in line or "algo" in line, line
 
 
 def _copy_with_config(source: Path, target: Path, **changes) -> Path:
@@ -136,17 +144,19 @@ def test_a_finished_run_on_read_only_storage_prints_its_result(small_disk, tmp_p
     assert unfinished.returncode == 1 and "Read-only file system" in unfinished.stderr, unfinished.stderr[-2000:]
 
 
-def test_names_cannot_lead_outside_the_storage(tmp_path):
+def test_names_cannot_lead_outside_the_storage(tmp_path, capsys):
     storage = tmp_path / "storage"
     storage.mkdir()
+    spec = write_run_spec(tmp_path)
     for name in ("../escaped", "../../escaped", "..", ".", "/tmp/escaped", "a/../../escaped"):
-        proc = run_cli("pipeline.run", str(write_run_spec(tmp_path)), f"name={name}", "--storage", str(storage))
-        assert proc.returncode == 2 and proc.stderr.startswith("error: name: expected a folder name"), proc.stderr
+        line = refused_run(capsys, spec, f"name={name}", "--storage", str(storage))
+        assert line.startswith("error: name: expected a folder name"), line
     # a symlink inside the storage that points outside it is caught on the resolved path
     (storage / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
-    proc = run_cli("pipeline.run", str(write_run_spec(tmp_path)), "name=linked", "--storage", str(storage))
-    assert proc.returncode == 2 and "would be outside the storage" in proc.stderr, proc.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["storage"] + [p.name for p in tmp_path.glob("run*.yaml")])
+    line = refused_run(capsys, spec, "name=linked", "--storage", str(storage))
+    assert "would be outside the storage" in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["storage", spec.name])
+    assert not Path("/tmp/escaped").exists()
 
 
 def test_an_alias_bomb_is_refused_at_once_with_bounded_memory(tmp_path):
@@ -166,7 +176,7 @@ def test_an_alias_bomb_is_refused_at_once_with_bounded_memory(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["file", "truncated", "garbage", "foreign"])
-def test_a_report_on_a_damaged_or_foreign_table_is_one_line(tmp_path, damage):
+def test_a_report_on_a_damaged_or_foreign_table_is_one_line(tmp_path, capsys, damage):
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     good = pd.DataFrame({"trial_id": ["a"], "status": ["completed"], "algo": ["ep"], "density": [0.5]})
@@ -183,9 +193,11 @@ def test_a_report_on_a_damaged_or_foreign_table_is_one_line(tmp_path, damage):
     else:
         pd.DataFrame({"x": [1]}).to_parquet(sweep / "trials.parquet")
     before = sorted(p.name for p in sweep.iterdir())
-    proc = run_cli("pipeline.report", str(target))
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert proc.stderr.startswith(f"error: {target if damage == 'file' else sweep}"), proc.stderr
+    capsys.readouterr()
+    assert run_main(report_command, [str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: {target if damage == 'file' else sweep}"), err
     assert sorted(p.name for p in sweep.iterdir()) == before  # no report folder written
 
 
