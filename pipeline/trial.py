@@ -103,7 +103,7 @@ def ddp_worker_loop(loop_config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker; torch.distributed is already initialised by TorchTrainer."""
     import ray.train
     _limit_threads(loop_config["cpus"])
-    import_plugins(loop_config["plugins"])
+    import_plugins(loop_config.get("plugins", []))
     cfg: RunConfig = config_from_dict(loop_config["run_config"])
     ctx = ray.train.get_context()
     run_dir = Path(tempfile.gettempdir()) / "hiddennets-train" / loop_config["trial_id"] / f"rank{ctx.get_world_rank()}"
