@@ -20,32 +20,37 @@ from hiddennets.algorithms import ALGORITHMS, sections
 from hiddennets.config import RunConfig, flatten, is_semantic
 
 
+def default_config(config_type: type = RunConfig) -> RunConfig:
+    """Every key at its default, every registered section filled in (a bare RunConfig has none)."""
+    return config_type(sections={name: options() for name, options in sections().items()})
+
+
 def _defaults(config_type: type = RunConfig) -> dict[str, Any]:
-    # sections' defaults come from their dataclasses, so a bare config needs them filled in
-    return flatten(config_type(sections={name: options() for name, options in sections().items()}))
+    return flatten(default_config(config_type))
+
+
+def applicable(cfg: RunConfig) -> dict[str, Any]:
+    """The flattened config without other algorithms' sections, which do not apply to this run."""
+    own = ALGORITHMS[cfg.algo].section + "." if cfg.algo in ALGORITHMS else None
+    return {k: v for k, v in flatten(cfg).items()
+            if k.partition(".")[0] not in cfg.sections or (own is not None and k.startswith(own))}
 
 
 def identity(cfg: RunConfig) -> dict[str, Any]:
     """The keys that name the run: semantic, common or of its own section, and not at their default."""
-    own = ALGORITHMS[cfg.algo].section + "."
     defaults = _defaults(type(cfg))
-    out = {}
-    for key, value in flatten(cfg).items():
-        in_section = "." in key and key.partition(".")[0] in cfg.sections
-        if in_section and not key.startswith(own):
-            continue
-        if is_semantic(key) and (key not in defaults or value != defaults[key]):
-            out[key] = value
-    return out
+    return {key: value for key, value in applicable(cfg).items()
+            if is_semantic(key) and (key not in defaults or value != defaults[key])}
 
 
-def _digest(data: dict[str, Any], length: int) -> str:
+def digest(data: Any, length: int) -> str:
+    """The first `length` hex digits of the SHA-256 of `data` as sorted JSON."""
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
 def config_hash(cfg: RunConfig) -> str:
     """Ten hex digits naming the run (its folder, its row in the tables)."""
-    return _digest(identity(cfg), 10)
+    return digest(identity(cfg), 10)
 
 
 # Every key that named a run before identities were narrowed (the schema of hiddennets 0.1.0 up to
@@ -71,7 +76,7 @@ def legacy_config_hash(cfg: RunConfig) -> str | None:
         return None
     if any(k not in flat for k in LEGACY_KEYS):  # an algorithm of that time is not registered
         return None
-    return _digest({k: flat[k] for k in LEGACY_KEYS}, 10)
+    return digest({k: flat[k] for k in LEGACY_KEYS}, 10)
 
 
 def config_diff(old: RunConfig, new: RunConfig) -> str:

@@ -15,7 +15,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import itertools
 import json
@@ -27,7 +26,7 @@ from typing import Any, Iterable, Mapping
 from hiddennets.algorithms import total_epochs
 from hiddennets.config import RunConfig, check_finite, from_dict, parse_override, read_yaml, run_section, shown, unknown_key_error
 from hiddennets.errors import ConfigError
-from hiddennets.identity import config_hash
+from hiddennets.identity import config_hash, digest
 from hiddennets.validation import check_name, config_from_dict
 from pipeline.storage import check_location
 
@@ -91,17 +90,13 @@ class SweepSpec:
         two sweeps."""
         axes = self.grid_axes()
         points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
-        return _digest({"runs": [config_hash(self.config_for(p)) for p in points], "sampled": self.sampled_axes(),
-                        "num_samples": self.num_samples, "scheduler": vars(self.scheduler)})
+        return digest({"runs": [config_hash(self.config_for(p)) for p in points], "sampled": self.sampled_axes(),
+                       "num_samples": self.num_samples, "scheduler": vars(self.scheduler)}, 12)
 
     def legacy_fingerprint(self) -> str:
         """The fingerprint sweep folders recorded before it covered only semantic content."""
-        return _digest({"base": self.base, "grid": self.grid, "num_samples": self.num_samples,
-                        "scheduler": vars(self.scheduler), "resources": vars(self.resources)})
-
-
-def _digest(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return digest({"base": self.base, "grid": self.grid, "num_samples": self.num_samples,
+                       "scheduler": vars(self.scheduler), "resources": vars(self.resources)}, 12)
 
 
 def import_plugins(modules: Iterable[str]) -> None:

@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from hiddennets.algorithms import ALGORITHMS, sections, total_epochs
+from hiddennets.algorithms import ALGORITHMS, total_epochs
 from hiddennets.config import RunConfig, flatten
 from hiddennets.history import summarise
-from hiddennets.identity import config_hash
+from hiddennets.identity import applicable, config_hash, default_config
 from pipeline.storage import filesystem, read_text
 
 # The columns of every epoch row (docs/TABLES.md). The engine's `density` (measured: the fraction the
@@ -60,17 +60,14 @@ def column_name(dotted: str) -> str:
 def config_columns(cfg: RunConfig) -> dict[str, Any]:
     """A trial's config as columns: the common keys and its own algorithm's section (other
     algorithms' sections do not apply to it), plus `sparsity` = 1 - density."""
-    own = ALGORITHMS[cfg.algo].section + "." if cfg.algo in ALGORITHMS else None
-    cols = {column_name(k): v for k, v in flatten(cfg).items()
-            if k.partition(".")[0] not in cfg.sections or (own and k.startswith(own))}
+    cols = {column_name(k): v for k, v in applicable(cfg).items()}
     cols["sparsity"] = round(1.0 - cfg.density, 12)
     return cols
 
 
 def config_column_names() -> list[str]:
     """Every config column a trials table can have, in table order (all sections' included)."""
-    cfg = RunConfig(sections={name: options() for name, options in sections().items()})
-    return [column_name(k) for k in flatten(cfg)] + ["sparsity"]
+    return [column_name(k) for k in flatten(default_config())] + ["sparsity"]
 
 
 def read_results(location: str | None) -> list[dict[str, Any]]:
