@@ -202,7 +202,7 @@ def load_sweep(path: str | Path, overrides: Mapping[str, Any] | None = None,
     data = read_spec(path)
     if "base" not in data:
         data = {"name": data.get("name", Path(path).stem), "base": data}
-    name = data.get("name", Path(path).stem)
+    name = (overrides or {}).get("name", data.get("name", Path(path).stem))  # name=... / --name renames the sweep
     if not isinstance(name, str):
         raise ConfigError(f"name: expected a folder name of letters, digits, '_', '-' or '.', got {shown(name)}")
     check_name("name", name)

@@ -1,27 +1,33 @@
 """Run a sweep on Ray Tune: one trial per grid point, ASHA or FIFO, resumable.
 
     python -m pipeline.sweep SPEC.yaml [KEY=VALUE ...] [--address auto|HOST:PORT] [--storage PATH|s3://...]
-                                       [--dry-run] [--max-concurrent N] [--wait-for-nodes SECONDS]
+                                       [--name NAME] [--dry-run] [--max-concurrent N] [--wait-for-nodes SECONDS]
 
-Without --address a Ray instance is started on this machine. Running the same command again after an
-interruption resumes the sweep: finished trials are kept, interrupted ones continue from their last
-checkpoint, trials stopped early stay stopped. Results: <storage>/<name>/trials.parquet and
-epochs.parquet (docs/TABLES.md), written as trials report.
+Without --address a Ray instance is started on this machine. Every run is recorded in the storage's
+run store (<storage>/runs/<hash>, pipeline.run_store) and a sweep is a view over it: running the same
+command again after an interruption, or with a grown grid, or under another --name, trains only what
+the store lacks (finished runs are replayed, interrupted ones continue from their last checkpoint).
+Results: <storage>/<name>/trials.parquet and epochs.parquet (docs/TABLES.md), rebuilt from the store
+as trials report; `python -m pipeline.status` shows where a sweep stands.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import logging
 import os
 import sys
+import time
+import uuid
 from typing import Any
 
+from hiddennets.algorithms import total_epochs
+from hiddennets.config import shown
 from hiddennets.errors import ConfigError
 from pipeline.cli import run_main
 from pipeline.spec import SweepSpec, load_sweep, parse_overrides
+from pipeline.sweep_view import SweepTrial, check_sweep_name, expand_trials, record_version, write_view
 
-SPEC_RECORD = "sweep_spec.json"
 DDP_DRIVER_MEMORY = 256 * 1024 ** 2
 
 
@@ -32,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="more", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--address", help="Ray cluster to join: 'auto' or HOST:PORT (default: start Ray here)")
     p.add_argument("--storage", help="results root, a path or s3://bucket/prefix (default: the spec's storage)")
+    p.add_argument("--name", help="the sweep's name (default: the spec's name); a sweep is a view over the "
+                                  "storage's run store, so any name can reuse runs trained before")
     p.add_argument("--dry-run", action="store_true", help="print the trials and their resources; run nothing")
     p.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: as many as fit)")
     p.add_argument("--wait-for-nodes", type=float, default=0.0, metavar="SECONDS",
@@ -39,102 +47,85 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def describe(spec: SweepSpec) -> str:
+def describe(spec: SweepSpec, trials: list[SweepTrial], store=None) -> str:
+    """The trials in order, with what the run store already holds of each (when given one)."""
     r = spec.resources
-    points = spec.grid_points()
-    lines = [f"sweep {spec.name}: {len(points)} trial(s), each {r.workers_per_trial} worker(s) x "
+    lines = [f"sweep {spec.name}: {len(trials)} trial(s), each {r.workers_per_trial} worker(s) x "
              f"({r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU); scheduler {spec.scheduler.name}"
              + (f" on {spec.scheduler.metric} ({spec.scheduler.mode}), grace {spec.scheduler.grace_period}, "
                 f"reduction {spec.scheduler.reduction_factor}" if spec.scheduler.name == "asha" else "")]
-    sampled = spec.sampled_axes()
-    for i, point in enumerate(points):
-        desc = " ".join(f"{k}={v}" for k, v in point.items()) or "(base config)"
-        draws = " ".join(f"{k}~{next(iter(v))}{next(iter(v.values()))}" for k, v in sampled.items())
-        lines.append(f"  {i:>3}  {desc}  {draws}".rstrip())
+    for i, trial in enumerate(trials):
+        desc = " ".join(f"{k}={shown(v)}" for k, v in trial.overrides.items()) or "(base config)"
+        state = ""
+        if store is not None:
+            found = store.read(trial.id)
+            state = ("  [record damaged]" if found.damaged else "" if found.record is None
+                     else f"  [in store: {len(found.record.history)}/{found.record.epochs_planned} epochs]")
+        lines.append(f"  {i:>3}  {trial.id}  {desc}{state}")
     return "\n".join(lines)
 
 
-def guard_spec(sweep_uri: str, spec: SweepSpec) -> None:
-    """One sweep folder, one spec: a rerun with a changed spec would silently mix two experiments."""
-    from pipeline.storage import read_text, write_text
-
-    location = f"{sweep_uri}/{SPEC_RECORD}"
-    record = {"fingerprint": spec.fingerprint(), "name": spec.name, "base": spec.base, "grid": spec.grid}
-    text = read_text(location)
-    if text is None:
-        write_text(location, json.dumps(record, indent=1, default=str))
-        return
-    old = json.loads(text)
-    if old.get("fingerprint") == spec.legacy_fingerprint():  # recorded before fingerprints were semantic
-        write_text(location, json.dumps(record, indent=1, default=str))
-    elif old.get("fingerprint") != record["fingerprint"]:
-        raise ConfigError(f"{sweep_uri}: holds sweep '{spec.name}' run with a different spec or overrides; "
-                          "give this one another name or --storage, or delete that folder")
-
-
-def _search_space(spec: SweepSpec) -> dict[str, Any]:
-    from ray import tune
-
-    space: dict[str, Any] = {k: tune.grid_search(v) for k, v in spec.grid_axes().items()}
-    samplers = {"loguniform": lambda a: tune.loguniform(*a), "uniform": lambda a: tune.uniform(*a),
-                "choice": tune.choice, "randint": lambda a: tune.randint(*a)}
-    for key, value in spec.sampled_axes().items():
-        kind, args = next(iter(value.items()))
-        space[key] = samplers[kind](args)
-    return space
-
-
-def build_trainable(spec: SweepSpec, sweep_uri: str):
+def build_trainable(spec: SweepSpec, storage: str, label: str, attempt_uri: str):
     from ray import tune
 
     from pipeline.trial import ddp_trial, single_worker_trial
 
     r = spec.resources
+    common = {"base": spec.base, "storage": storage, "label": label, "plugins": spec.plugins}
     if r.workers_per_trial == 1:
-        fn = tune.with_parameters(single_worker_trial, base=spec.base, cpus=r.cpus_per_worker, plugins=spec.plugins)
+        fn = tune.with_parameters(single_worker_trial, cpus=r.cpus_per_worker, **common)
         return tune.with_resources(fn, {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker})
-    fn = tune.with_parameters(ddp_trial, base=spec.base, workers=r.workers_per_trial, cpus=r.cpus_per_worker,
-                              gpus=r.gpus_per_worker, train_storage=f"{sweep_uri}/_train",
-                              max_failures=spec.max_failures, plugins=spec.plugins)
+    fn = tune.with_parameters(ddp_trial, workers=r.workers_per_trial, cpus=r.cpus_per_worker,
+                              gpus=r.gpus_per_worker, train_storage=f"{attempt_uri}/_train",
+                              max_failures=spec.max_failures, **common)
     # The trial's own process only waits on the TorchTrainer, so it takes no CPU (a 2-worker trial must
     # fit on 2 CPUs); Ray refuses an empty request, so it reserves the memory the driver really uses.
     return tune.with_resources(fn, {"cpu": 0, "memory": DDP_DRIVER_MEMORY})
 
 
 def trial_dirname(trial) -> str:
-    """Trial folders named by trial id alone: stable across restarts (Tune's default adds a timestamp)."""
-    return f"trial_{trial.trial_id}"
+    """Trial folders named by the run's hash: the same in every attempt and every sweep."""
+    return f"trial_{trial.config['trial']['id']}"
 
 
-def make_tuner(spec: SweepSpec, storage: str, sweep_uri: str, concurrent: int):
+def attempt_name() -> str:
+    """Each driver run is a fresh Tune experiment of its own (never restored: nothing of Tune's is read back)."""
+    return time.strftime("attempt-%Y%m%d-%H%M%S") + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def make_tuner(spec: SweepSpec, storage: str, sweep_uri: str, trials: list[SweepTrial], view: list[SweepTrial],
+               fingerprint: str, label: str, concurrent: int):
+    """A fresh Tune experiment over `trials`, in order (every trial first asks the run store); the
+    tables show every trial of `view`."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
 
+    from pipeline.asha import RecordedASHA
     from pipeline.tune_tables import TablesCallback
 
-    trainable = build_trainable(spec, sweep_uri)
-    if tune.Tuner.can_restore(sweep_uri):
-        print(f"resuming sweep {spec.name} from {sweep_uri}", flush=True)
-        # errored trials run again from their last checkpoint: the cause (storage, data) may be fixed now
-        return tune.Tuner.restore(sweep_uri, trainable, resume_unfinished=True, resume_errored=True,
-                                  restart_errored=False, param_space=_search_space(spec))
+    attempt = attempt_name()
+    tune_root = f"{sweep_uri}/tune"
     s = spec.scheduler
-    scheduler = (ASHAScheduler(time_attr="epoch", metric=s.metric, mode=s.mode, max_t=spec.max_epochs(),
-                               grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    scheduler = (RecordedASHA(sweep_uri=sweep_uri, fingerprint=fingerprint,
+                              planned={t.id: total_epochs(t.config) for t in trials},
+                              time_attr="epoch", metric=s.metric, mode=s.mode, max_t=spec.max_epochs(),
+                              grace_period=s.grace_period, reduction_factor=s.reduction_factor)
                  if s.name == "asha" else FIFOScheduler())
-    return tune.Tuner(
-        trainable,
-        param_space=_search_space(spec),
-        tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=spec.num_samples,
-                                    max_concurrent_trials=concurrent, trial_dirname_creator=trial_dirname),
+    space = {"trial": tune.grid_search([{"id": t.id, "overrides": t.overrides} for t in trials])}
+    callback = TablesCallback(sweep_uri, spec.name, storage, view, fingerprint, label)
+    tuner = tune.Tuner(
+        build_trainable(spec, storage, label, f"{tune_root}/{attempt}"),
+        param_space=space,
+        tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=1, max_concurrent_trials=concurrent,
+                                    trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
-            name=spec.name, storage_path=storage,
+            name=attempt, storage_path=tune_root,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[TablesCallback(spec, sweep_uri)],
+            callbacks=[callback],
             verbose=1,
         ),
     )
+    return tuner, callback
 
 
 def summary(trials) -> str:
@@ -154,43 +145,72 @@ def report_or_hint(sweep_uri: str) -> str:
         return f"not written ({type(exc).__name__}: {exc}); retry with python -m pipeline.report {sweep_uri}"
 
 
+def trials_to_run(spec: SweepSpec, trials: list[SweepTrial], store) -> list[SweepTrial]:
+    """What Tune must run. Under ASHA every trial, in order: complete and stopped ones only replay
+    their recorded epochs, which rebuilds ASHA's rungs exactly. Under FIFO no trial depends on another,
+    so complete runs are left out altogether (their rows come from the store)."""
+    if spec.scheduler.name == "asha":
+        return trials
+    return [t for t in trials if not ((found := store.read(t.id)).record is not None and found.record.complete)]
+
+
+def announce(spec: SweepSpec, sweep_uri: str, version, previous, trials: list[SweepTrial], store) -> None:
+    started = sum(1 for t in trials if (found := store.read(t.id)).record is not None and found.record.history)
+    if previous is None:
+        print(f"sweep {spec.name}: spec version {version.number} recorded in {sweep_uri}/versions", flush=True)
+    elif previous is version:
+        print(f"resuming sweep {spec.name} from {sweep_uri} (spec version {version.number})", flush=True)
+    else:
+        changed = ", ".join(f"{k}: {shown(a)} -> {shown(b)}" for k, (a, b) in version.data["changed"].items())
+        print(f"resuming sweep {spec.name} from {sweep_uri} as spec version {version.number} "
+              f"(changed: {changed or 'the trials'})", flush=True)
+    if started:
+        print(f"{started} of {len(trials)} trial(s) have epochs in the run store {store.root}/runs: they are "
+              "replayed or resumed, not trained again", flush=True)
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    spec = load_sweep(args.spec, parse_overrides(args.overrides + args.more), storage=args.storage)
+    overrides = parse_overrides(args.overrides + args.more)
+    if args.name is not None:
+        overrides["name"] = args.name
+    spec = load_sweep(args.spec, overrides, storage=args.storage)
+    check_sweep_name(spec.name)
     if args.max_concurrent is not None and not 1 <= args.max_concurrent <= 100_000:
         raise ConfigError(f"--max-concurrent: must be in [1, 100000], got {args.max_concurrent}")
     if not 0 <= args.wait_for_nodes <= 86_400:  # NaN fails this too
         raise ConfigError(f"--wait-for-nodes: must be a number of seconds in [0, 86400], got {args.wait_for_nodes}")
     if args.dry_run:
-        print(describe(spec))
+        from pipeline.run_store import RunStore
+        print(describe(spec, expand_trials(spec), RunStore(spec.storage)))
         return 0
-    from pipeline.cluster import check_resources, check_storage, max_concurrent, use_cluster_token, warn_token_permissions
+    from pipeline.cluster import check_storage, max_concurrent
+    from pipeline.run_store import RunStore
     from pipeline.storage import StorageError, inside_root, probe_storage, storage_failure
     from pipeline.sweep_lock import hold_sweep
 
     storage = check_storage(spec.storage)
     sweep_uri = f"{storage.rstrip('/')}/{spec.name}"
     inside_root(storage, sweep_uri)
+    trials = expand_trials(spec)
+    store = RunStore(storage)
 
-    # Both settings are read when Ray is imported, so they come first.
-    # Tune forces an experiment snapshot whenever num_to_keep checkpoints have rotated (so a restore
-    # never points at a deleted checkpoint); with short epochs it warns about that on every trial.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     with hold_sweep(sweep_uri):  # a second driver on the same folder refuses here, before Ray starts
-        if args.address:
-            use_cluster_token()
-        import ray
-        ray.init(address=args.address, logging_level=logging.WARNING, configure_logging=True)
-        warn_token_permissions()
         try:
-            check_resources(spec.resources, args.wait_for_nodes)
-            guard_spec(sweep_uri, spec)  # the first write, once every check has passed
-            print(describe(spec), flush=True)
-            tuner = make_tuner(spec, storage, sweep_uri, args.max_concurrent or max_concurrent(spec.resources))
-            grid = tuner.fit()
-            from pipeline.tables import write_tables
-            from pipeline.tune_tables import record_from_result
-            trials, _ = write_tables(sweep_uri, spec.name, [record_from_result(r, spec) for r in grid])
+            to_run = trials_to_run(spec, trials, store)
+            with ray_session(args, spec) if to_run else contextlib.nullcontext():
+                version, previous = record_version(sweep_uri, spec, trials)  # the first write, once every check passed
+                label = f"{spec.name}@v{version.number}"
+                announce(spec, sweep_uri, version, previous, trials, store)
+                write_view(sweep_uri, spec.name, store, trials, version.fingerprint, label)  # pending trials show
+                if to_run:
+                    print(describe(spec, trials, store), flush=True)
+                    tuner, _ = make_tuner(spec, storage, sweep_uri, to_run, trials, version.fingerprint, label,
+                                          args.max_concurrent or max_concurrent(spec.resources))
+                    tuner.fit()
+                else:
+                    print(f"sweep {spec.name}: every trial is complete in the run store; nothing to train", flush=True)
+            frame, _ = write_view(sweep_uri, spec.name, store, trials, version.fingerprint, label)
         except Exception as exc:
             problem = storage_failure(exc) or probe_storage(sweep_uri)
             if problem is None:
@@ -198,15 +218,13 @@ def main(argv: list[str]) -> int:
             raise StorageError(f"{sweep_uri}: the storage failed during the sweep ({problem}); the tables written "
                                "before stay readable; make room or make it writable, then run the same command "
                                "to resume") from None
-        finally:
-            ray.shutdown()
         report = report_or_hint(sweep_uri)
-    print("\n" + summary(trials))
-    counts = trials["status"].value_counts().to_dict()
-    print(f"\n{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    print("\n" + summary(frame))
+    counts = frame["status"].value_counts().to_dict()
+    print(f"\n{len(frame)} trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     print(f"results: {sweep_uri}/trials.parquet and {sweep_uri}/epochs.parquet")
     print(f"report: {report}")
-    errored = int((trials["status"] == "errored").sum())
+    errored = int((frame["status"] == "errored").sum())
     problem = probe_storage(sweep_uri) if errored else None
     if problem:  # the trials failed because the storage did
         raise StorageError(f"{sweep_uri}: {errored} trial(s) errored and the storage is failing ({problem}); the "
@@ -216,6 +234,26 @@ def main(argv: list[str]) -> int:
         print(f"{errored} trial(s) errored (reasons in trials.parquet, column stop_reason); exit code 1")
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def ray_session(args, spec: SweepSpec):
+    """Ray started (or joined) and able to place a trial, until the sweep ends."""
+    from pipeline.cluster import check_resources, use_cluster_token, warn_token_permissions
+
+    # Read when Ray is imported, so it comes first: Tune warns about frequent experiment snapshots
+    # on every trial when epochs are short.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if args.address:
+        use_cluster_token()
+    import ray
+    ray.init(address=args.address, logging_level=logging.WARNING, configure_logging=True)
+    try:
+        warn_token_permissions()
+        check_resources(spec.resources, args.wait_for_nodes)
+        yield
+    finally:
+        ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -81,8 +81,17 @@ def _lease(sweep_uri: str) -> Iterator[None]:
                 fs.delete_file(path)
 
 
+def canonical_folder(sweep_uri: str) -> Path | None:
+    """The local folder behind a path or a file:// URI, symlinks resolved (None for an object store):
+    the same folder reached three ways is one sweep, with one lock."""
+    if is_uri(sweep_uri):
+        if sweep_uri.split("://", 1)[0].lower() != "file":
+            return None
+        sweep_uri = filesystem(sweep_uri)[1]
+    return Path(os.path.realpath(os.path.expanduser(sweep_uri)))
+
+
 def hold_sweep(sweep_uri: str):
     """Context manager: this process is the sweep's only driver until it exits (ConfigError if not)."""
-    if is_uri(sweep_uri):
-        return _lease(sweep_uri)
-    return _local_lock(Path(sweep_uri))
+    folder = canonical_folder(sweep_uri)
+    return _lease(sweep_uri) if folder is None else _local_lock(folder)

@@ -1,13 +1,12 @@
 """The results tables (docs/TABLES.md): trials.parquet and epochs.parquet, pandas-friendly.
 
-Rows come from each trial's result.json (the JSON lines Ray Tune itself writes, one per report) and
-the trial's status. A resumed trial reports some epochs again, so rows are de-duplicated on
-(trial_id, epoch, phase), keeping the latest. Files are written to a temporary name and renamed, so a
-crash at any moment leaves the previous complete table. This module does not import Ray.
+Rows come from each trial's epoch history in the run store (pipeline.run_store) and its status in
+the sweep's view (pipeline.sweep_view), never from Tune's files. Files are written to a temporary
+name and renamed, so a crash at any moment leaves the previous complete table. This module does not
+import Ray.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 from dataclasses import dataclass
@@ -22,14 +21,14 @@ from hiddennets.algorithms import ALGORITHMS, total_epochs
 from hiddennets.config import RunConfig, flatten
 from hiddennets.history import summarise
 from hiddennets.identity import applicable, config_hash, default_config
-from pipeline.storage import filesystem, read_text
+from pipeline.storage import filesystem
 
 # The columns of every epoch row (docs/TABLES.md). The engine's `density` (measured: the fraction the
 # masks keep) is `measured_density` here, so that it never clashes with the trials table's `density`
 # (the config's). Each algorithm's own metrics follow, for the algorithms the sweep has.
 COMMON_EPOCH_COLUMNS = ["trial_id", "epoch", "phase", "train_loss", "train_acc", "train_top5", "val_loss", "val_acc",
                         "val_top5", "test_loss", "test_acc", "test_top5", "measured_density", "lr", "seconds",
-                        "node_id", "pid"]
+                        "node_id", "pid", "end_time", "trained_by"]
 EPOCH_RENAMES = {"density": "measured_density"}
 
 
@@ -40,16 +39,20 @@ def epoch_columns(algos: Iterable[str]) -> list[str]:
     return COMMON_EPOCH_COLUMNS + list(dict.fromkeys(m for m in extra if m not in COMMON_EPOCH_COLUMNS))
 
 
+STATUSES = ("completed", "stopped_early", "errored", "running", "interrupted", "pending", "damaged")
+
+
 @dataclass
 class TrialRecord:
-    """What the tables need to know about one trial, whoever tracks it (Tune, a test)."""
+    """What the tables need to know about one trial (pipeline.sweep_view builds these)."""
     trial_id: str
     config: RunConfig
-    status: str              # Tune's: PENDING, RUNNING, TERMINATED, ERROR, PAUSED
-    result_file: str | None   # JSON lines, one reported result per line (a path or a URI)
-    error: str = ""
-    checkpoint: str = ""
-    stopped_by: str = "asha"  # what stops a TERMINATED trial short of its epochs
+    status: str                      # one of STATUSES
+    history: list[dict[str, Any]]    # its epoch rows, in order
+    reason: str = ""                 # stop_reason: the scheduler, the error, the damage
+    checkpoint: str = ""             # where its newest checkpoint is
+    reused: bool = False             # some epochs were trained for another sweep (or an earlier version)
+    decision: dict[str, Any] | None = None  # the scheduler's decision to stop it (rung, value, cutoff)
 
 
 def column_name(dotted: str) -> str:
@@ -70,31 +73,14 @@ def config_column_names() -> list[str]:
     return [column_name(k) for k in flatten(default_config())] + ["sparsity"]
 
 
-def read_results(location: str | None) -> list[dict[str, Any]]:
-    text = read_text(location) if location else None
-    if text is None:
-        return []
-    rows = []
-    for line in text.splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash
-    return rows
-
-
-def epoch_rows(record: TrialRecord, results: list[dict[str, Any]], columns: list[str] | None = None) -> pd.DataFrame:
+def epoch_rows(record: TrialRecord, columns: list[str] | None = None) -> pd.DataFrame:
     columns = columns or epoch_columns([record.config.algo])
-    # a resent epoch (pipeline.trial.resend_resumed_epoch) only fills a gap: the original row wins
-    rows = sorted((r for r in results if "epoch" in r and "val_acc" in r), key=lambda r: not r.get("resent"))
-    renamed = [{EPOCH_RENAMES.get(k, k): v for k, v in r.items()} for r in rows]
+    renamed = [{EPOCH_RENAMES.get(k, k): v for k, v in r.items()} for r in record.history]
     frame = pd.DataFrame([{c: r.get(c) for c in columns} | {"trial_id": record.trial_id} for r in renamed],
                          columns=columns)
-    if frame.empty:
-        return frame
-    frame["phase"] = frame["phase"].fillna("train")
-    frame = frame.drop_duplicates(["trial_id", "epoch", "phase"], keep="last")
-    return frame.sort_values(["epoch", "phase"], kind="stable").reset_index(drop=True)
+    if not frame.empty:
+        frame["phase"] = frame["phase"].fillna("train")
+    return frame
 
 
 def error_reason(error: str) -> str:
@@ -102,16 +88,6 @@ def error_reason(error: str) -> str:
     if "DivergedError" in error and "diverged:" in error:
         return "diverged:" + error.split("diverged:", 1)[1].rstrip()
     return error or "error"
-
-
-def _status(record: TrialRecord, epochs_done: int) -> tuple[str, str]:
-    if record.status == "ERROR":
-        return "errored", error_reason(record.error)
-    if record.status == "TERMINATED":
-        if epochs_done >= total_epochs(record.config):
-            return "completed", ""
-        return "stopped_early", record.stopped_by
-    return record.status.lower(), ""
 
 
 def _versions() -> str:
@@ -125,13 +101,14 @@ def _versions() -> str:
     return " ".join(parts) + f" python={platform.python_version()}"
 
 
-def trial_row(sweep: str, record: TrialRecord, results: list[dict[str, Any]], epochs: pd.DataFrame,
-              versions: str) -> dict[str, Any]:
-    status, reason = _status(record, len(epochs))
+def trial_row(sweep: str, record: TrialRecord, epochs: pd.DataFrame, versions: str) -> dict[str, Any]:
     row: dict[str, Any] = {"sweep": sweep, "trial_id": record.trial_id, "config_hash": config_hash(record.config)}
     row.update(config_columns(record.config))
-    row.update({"status": status, "stop_reason": reason, "epochs_completed": int(len(epochs)),
-                "epochs_planned": total_epochs(record.config)})
+    decision = record.decision or {}
+    row.update({"status": record.status, "stop_reason": record.reason, "epochs_completed": int(len(epochs)),
+                "epochs_planned": total_epochs(record.config), "reused": record.reused,
+                "asha_rung": decision.get("rung"), "asha_value": decision.get("value"),
+                "asha_cutoff": decision.get("cutoff")})
     if len(epochs):
         s = summarise(epochs.to_dict("records"))
         best, last = s.best_val, s.last
@@ -146,7 +123,7 @@ def trial_row(sweep: str, record: TrialRecord, results: list[dict[str, Any]], ep
                         f"{phase.name}_last_test_acc": phase.end["test_acc"],
                         f"{phase.name}_last_density": phase.end["measured_density"]})
     # the device the trial ran on (the config's `device` column says what was asked for: auto, cpu, cuda)
-    row["device_name"] = next((r["device"] for r in reversed(results) if r.get("device")), "")
+    row["device_name"] = next((r["device"] for r in reversed(record.history) if r.get("device")), "")
     row.update({"checkpoint": record.checkpoint, "versions": versions})
     return row
 
@@ -157,9 +134,8 @@ def build_tables(sweep: str, records: Iterable[TrialRecord]) -> tuple[pd.DataFra
     columns = epoch_columns(r.config.algo for r in records)
     trial_rows, epoch_frames = [], []
     for record in records:
-        results = read_results(record.result_file)
-        epochs = epoch_rows(record, results, columns)
-        trial_rows.append(trial_row(sweep, record, results, epochs, versions))
+        epochs = epoch_rows(record, columns)
+        trial_rows.append(trial_row(sweep, record, epochs, versions))
         if len(epochs):
             epoch_frames.append(epochs)
     trials = pd.DataFrame(trial_rows)

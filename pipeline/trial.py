@@ -1,19 +1,24 @@
-"""What runs inside one Ray Tune trial: hiddennets.train, resumed from Ray's checkpoint.
+"""What runs inside one Ray Tune trial: ask the run store first, then replay, resume or train.
 
-- One worker: train in the trial process; every epoch `tune.report(metrics, checkpoint=...)`.
-- Several workers: the trial builds a Ray Train `TorchTrainer` (DDP; gloo on CPU, NCCL on GPU) named
-  after the trial id, so a restarted trial finds its Train run in storage and resumes from that
-  run's latest checkpoint; metrics reach Tune through `TuneReportCallback`.
+- A complete run: its recorded epochs are reported to Tune again, in order (so ASHA and the tables
+  treat it exactly like a trial that just ran), and nothing is trained.
+- A partial run: under the run's lease (pipeline.run_lease), its newest usable checkpoint is taken
+  from the store (a damaged newest one falls back to the previous, as in single runs), its epochs up
+  to there are replayed, and training continues from it, wherever it was trained before.
+- An unknown run: trained from the start and recorded.
 
-Ray's checkpoint is the authority: the local run folder is rebuilt from it at every (re)start, so the
-epochs a trial reports always continue exactly after the checkpoint it resumed from.
+Each epoch is committed to the store (checkpoint, then record) before it is reported to Tune, so
+an epoch Tune has seen is never lost. One worker trains in the trial process; several workers run
+as a Ray Train `TorchTrainer` (DDP; gloo on CPU, NCCL on GPU) whose rank 0 commits to the store and
+whose metrics reach Tune through `TuneReportCallback`. The store is the only authority: nothing is
+restored from Tune's or Train's own checkpoints.
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,28 +26,20 @@ import ray
 import torch
 from ray import tune
 
-from hiddennets.checkpoint import digests_path
 from hiddennets.config import RunConfig
 from hiddennets.engine import CHECKPOINT, train
-from hiddennets.run_dir import CONFIG_FILE
+from hiddennets.identity import config_hash
+from hiddennets.run_dir import claim_run_dir
 from hiddennets.validation import config_from_dict
+from pipeline.run_lease import hold_run
+from pipeline.run_store import RunRecord, RunStore
 from pipeline.spec import import_plugins
 
-# what a reported checkpoint holds: enough to rebuild the run folder anywhere
-# (the newest checkpoint and its digest list; Ray keeps the older generations itself)
-CHECKPOINT_FILES = (CHECKPOINT, digests_path(Path(CHECKPOINT)).name, CONFIG_FILE, "metrics.jsonl")
+Report = Callable[[dict[str, Any]], None]
 
 
-def restore_run_dir(run_dir: Path, checkpoint: ray.tune.Checkpoint | None) -> None:
-    """Make `run_dir` hold exactly Ray's latest checkpoint (or nothing, for a fresh start)."""
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            for name in CHECKPOINT_FILES:
-                if (Path(folder) / name).is_file():
-                    shutil.copy2(Path(folder) / name, run_dir / name)
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def _device_name() -> str:
@@ -51,34 +48,41 @@ def _device_name() -> str:
     return "cpu"
 
 
-def make_reporter(run_dir: Path, report: Callable[..., None], checkpoint_cls, attach: bool) -> Callable:
-    """An epoch callback for hiddennets.train that reports metrics (+ checkpoint if `attach`) to Ray."""
+def replay(record: RunRecord, report: Report) -> None:
+    """Report the recorded epochs again, in order, with their original pid, node and times."""
+    for row in record.history:
+        report({**row, "replayed": True})
+
+
+def restore_into(store: RunStore, record: RunRecord, run_dir: Path, repair: bool) -> RunRecord:
+    """Put the run's newest usable checkpoint into `run_dir` for the engine to resume from. With
+    `repair` (the one process that writes the record), a fallback to an older checkpoint cuts the
+    record back to that epoch: the epochs after it are trained again, identically."""
+    claim_run_dir(run_dir, config_from_dict(record.config))
+    found = store.load_checkpoint(record, _warn if repair else (lambda _: None))
+    if found is None:
+        if record.history and repair:  # epochs without a checkpoint cannot be continued: train them again
+            return store.truncate(record, 0)
+        return record
+    blob, _, epoch = found
+    (run_dir / CHECKPOINT).write_bytes(blob)
+    return store.truncate(record, epoch) if repair else record
+
+
+def epoch_committer(store: RunStore, record: RunRecord, run_dir: Path, label: str, report: Report,
+                    writer: bool) -> Callable:
+    """The engine's epoch callback: commit the epoch to the store (the writer only), then report it."""
     node_id = ray.get_runtime_context().get_node_id()
     device = _device_name()
+    state = {"record": record}
 
     def on_epoch_end(metrics: dict[str, Any], checkpoint: Path | None) -> None:
-        extra = {"node_id": node_id, "device": device, "pid": os.getpid()}
-        if not attach:
-            report({**metrics, **extra}, checkpoint=None)
-            return
-        with tempfile.TemporaryDirectory(prefix="hiddennets-ckpt-") as folder:
-            for name in CHECKPOINT_FILES:
-                if (run_dir / name).is_file():
-                    shutil.copy2(run_dir / name, Path(folder) / name)
-            report({**metrics, **extra}, checkpoint=checkpoint_cls.from_directory(folder))
+        row = {**metrics, "node_id": node_id, "device": device, "pid": os.getpid(), "end_time": time.time(),
+               "trained_by": label}
+        if writer:
+            state["record"] = store.commit_epoch(state["record"], row, (run_dir / CHECKPOINT).read_bytes())
+        report(row)
     return on_epoch_end
-
-
-def resend_resumed_epoch(run_dir: Path, reporter: Callable) -> None:
-    """Report again the epoch a restored checkpoint ends at. Its metrics travel with its checkpoint
-    in one report; a worker killed right then can leave the checkpoint saved while the metrics never
-    reach Tune (seen with Ray Train restarting a DDP worker group), which would leave a gap in the
-    epochs table. Earlier epochs cannot be missing: reports arrive in order. A duplicate is harmless:
-    the tables keep one row per (trial, epoch, phase)."""
-    path = run_dir / "metrics.jsonl"
-    rows = path.read_text().splitlines() if path.is_file() else []
-    if rows:
-        reporter({**json.loads(rows[-1]), "resent": True}, None)
 
 
 def _limit_threads(cpus: float) -> None:
@@ -86,53 +90,83 @@ def _limit_threads(cpus: float) -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
-def single_worker_trial(overrides: dict[str, Any], *, base: dict[str, Any], cpus: float,
+def in_store(cfg: RunConfig, store: RunStore, report: Report, train_rest: Callable[[RunRecord, Path], None]) -> None:
+    """Replay, resume or train `cfg`'s run; `train_rest(record, run_dir)` trains what the record
+    lacks, from the checkpoint put into `run_dir`."""
+    run_hash = config_hash(cfg)
+    found = store.read(run_hash)
+    if found.record is not None and found.record.complete:
+        replay(found.record, report)
+        return
+    with hold_run(store, run_hash, notify=lambda m: print(m, flush=True)):
+        record = store.start(cfg)  # read again: whoever held the lease may have finished it
+        if not record.complete:
+            with tempfile.TemporaryDirectory(prefix=f"hiddennets-{run_hash}-") as folder:
+                run_dir = Path(folder) / "run"
+                record = restore_into(store, record, run_dir, repair=True)
+                replay(record, report)
+                train_rest(record, run_dir)
+            return
+    replay(record, report)
+
+
+def single_worker_trial(params: dict[str, Any], *, base: dict[str, Any], cpus: float, storage: str, label: str,
                         plugins: list[str] = ()) -> None:
     _limit_threads(cpus)
     import_plugins(plugins)  # a trial process is new: the spec's plugins register their algorithms here too
-    cfg = config_from_dict(base, overrides)
-    run_dir = Path(tune.get_context().get_trial_dir()) / "run"
-    restore_run_dir(run_dir, tune.get_checkpoint())
-    resend_resumed_epoch(run_dir, make_reporter(run_dir, tune.report, tune.Checkpoint, attach=False))
-    # Tune keeps the trial's TensorBoard log from the reports: no second one inside the run folder
-    train(cfg, run_dir, callbacks=[make_reporter(run_dir, tune.report, tune.Checkpoint, attach=True)], log=None,
-          tensorboard=False)
+    cfg = config_from_dict(base, params["overrides"])
+    store = RunStore(storage)
+
+    def train_rest(record: RunRecord, run_dir: Path) -> None:
+        # Tune keeps the trial's TensorBoard log from the reports: no second one inside the run folder
+        train(cfg, run_dir, callbacks=[epoch_committer(store, record, run_dir, label, tune.report, writer=True)],
+              log=None, tensorboard=False)
+    in_store(cfg, store, tune.report, train_rest)
 
 
 def ddp_worker_loop(loop_config: dict[str, Any]) -> None:
-    """Runs on every Ray Train worker; torch.distributed is already initialised by TorchTrainer."""
+    """Runs on every Ray Train worker; torch.distributed is already initialised by TorchTrainer. Each
+    (re)start of the worker group resumes from the store's newest checkpoint; rank 0 writes it."""
     import ray.train
     _limit_threads(loop_config["cpus"])
     import_plugins(loop_config.get("plugins", []))
     cfg: RunConfig = config_from_dict(loop_config["run_config"])
-    ctx = ray.train.get_context()
-    run_dir = Path(tempfile.gettempdir()) / "hiddennets-train" / loop_config["trial_id"] / f"rank{ctx.get_world_rank()}"
-    restore_run_dir(run_dir, ray.train.get_checkpoint())
-    resend_resumed_epoch(run_dir, make_reporter(run_dir, ray.train.report, ray.train.Checkpoint, attach=False))
-    reporter = make_reporter(run_dir, ray.train.report, ray.train.Checkpoint, attach=ctx.get_world_rank() == 0)
-    train(cfg, run_dir, callbacks=[reporter], log=None, tensorboard=False)
+    store = RunStore(loop_config["storage"])
+    rank = ray.train.get_context().get_world_rank()
+    record = store.read(config_hash(cfg)).record
+    with tempfile.TemporaryDirectory(prefix=f"hiddennets-{record.hash}-rank{rank}-") as folder:
+        run_dir = Path(folder) / "run"
+        restore_into(store, record, run_dir, repair=False)  # the trial process already chose a usable one
+        reporter = epoch_committer(store, record, run_dir, loop_config["label"],
+                                   lambda row: ray.train.report(row), writer=rank == 0)
+        train(cfg, run_dir, callbacks=[reporter], log=None, tensorboard=False)
 
 
-def ddp_trial(overrides: dict[str, Any], *, base: dict[str, Any], workers: int, cpus: float, gpus: float,
-              train_storage: str, max_failures: int, plugins: list[str] = ()) -> None:
+def ddp_trial(params: dict[str, Any], *, base: dict[str, Any], workers: int, cpus: float, gpus: float,
+              storage: str, label: str, train_storage: str, max_failures: int, plugins: list[str] = ()) -> None:
     import ray.train
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     import_plugins(plugins)
-    cfg = config_from_dict(base, overrides)
-    trial_id = tune.get_context().get_trial_id()
-    per_worker = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
-    trainer = TorchTrainer(
-        ddp_worker_loop,
-        train_loop_config={"run_config": cfg.to_dict(), "trial_id": trial_id, "cpus": cpus, "plugins": list(plugins)},
-        scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=gpus > 0, resources_per_worker=per_worker),
-        run_config=ray.train.RunConfig(
-            name=f"train-{trial_id}",  # stable: a restarted trial resumes this run from its checkpoint
-            storage_path=train_storage,
-            callbacks=[TuneReportCallback()],
-            failure_config=ray.train.FailureConfig(max_failures=max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-        ),
-    )
-    trainer.fit()
+    cfg = config_from_dict(base, params["overrides"])
+    store = RunStore(storage)
+
+    def train_rest(record: RunRecord, _run_dir: Path) -> None:  # the workers restore their own copies
+        per_worker = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+        trainer = TorchTrainer(
+            ddp_worker_loop,
+            train_loop_config={"run_config": cfg.to_dict(), "storage": storage, "label": label, "cpus": cpus,
+                               "plugins": list(plugins)},
+            scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=gpus > 0,
+                                                   resources_per_worker=per_worker),
+            run_config=ray.train.RunConfig(
+                name=f"train-{record.hash}-{os.getpid()}-{int(time.time())}",  # this attempt's own
+                storage_path=train_storage,
+                callbacks=[TuneReportCallback()],
+                failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            ),
+        )
+        trainer.fit()
+    in_store(cfg, store, tune.report, train_rest)
+

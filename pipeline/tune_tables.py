@@ -1,18 +1,17 @@
-"""Keeps the Parquet tables current while Tune runs, from Tune's own trial state and result files."""
+"""The driver's Tune callback: records errored trials in the sweep's view and keeps the Parquet
+tables current, rebuilt from the run store (pipeline.sweep_view), never from Tune's files."""
 from __future__ import annotations
 
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from ray import tune
 
-from pipeline.spec import SweepSpec
+from pipeline.run_store import RunStore
 from pipeline.storage import storage_failure
-from pipeline.tables import TrialRecord, write_tables
-
-RESULT_FILE = "result.json"  # written by Tune's JsonLoggerCallback, one line per report, flushed
+from pipeline.sweep_view import SweepTrial, clear_outcome, read_outcomes, write_outcome, write_view
+from pipeline.tables import error_reason
 
 
 def _last_line(text: str) -> str:
@@ -20,38 +19,28 @@ def _last_line(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def record_from_trial(trial, spec: SweepSpec) -> TrialRecord:
-    error = ""
-    if trial.status == "ERROR" and trial.error_file and Path(trial.error_file).is_file():
-        error = _last_line(Path(trial.error_file).read_text())
-    checkpoint = trial.checkpoint.path if trial.checkpoint else trial.last_result.get("checkpoint_path", "")
-    return TrialRecord(trial.trial_id, spec.config_for(trial.config), trial.status,
-                       str(Path(trial.local_path) / RESULT_FILE) if trial.local_path else None, error,
-                       checkpoint or "", stopped_by=spec.scheduler.name)
-
-
-def record_from_result(result, spec: SweepSpec) -> TrialRecord:
-    """From a finished Tuner's ResultGrid entry (works whether or not this process ran the trial)."""
-    metrics: dict[str, Any] = result.metrics or {}
-    checkpoint = result.checkpoint.path if result.checkpoint else metrics.get("checkpoint_path", "")
-    return TrialRecord(metrics.get("trial_id") or Path(result.path).name.removeprefix("trial_"),
-                       spec.config_for(result.config), "ERROR" if result.error else "TERMINATED",
-                       f"{result.path}/{RESULT_FILE}", _last_line(str(result.error)) if result.error else "",
-                       checkpoint or "", stopped_by=spec.scheduler.name)
+def trial_error(trial) -> str:
+    if trial.error_file and Path(trial.error_file).is_file():
+        return _last_line(Path(trial.error_file).read_text())
+    return _last_line(str(getattr(trial, "error_msg", "") or "")) or "error"
 
 
 class TablesCallback(tune.Callback):
     """Rewrites trials.parquet and epochs.parquet as results arrive (at most every `interval_s`) and
     whenever a trial ends, so a crash leaves readable tables that lag by seconds at most."""
 
-    def __init__(self, spec: SweepSpec, sweep_uri: str, interval_s: float = 10.0):
-        self.spec, self.sweep_uri, self.interval_s = spec, sweep_uri, interval_s
+    def __init__(self, sweep_uri: str, sweep: str, storage: str, trials: list[SweepTrial], fingerprint: str,
+                 label: str, interval_s: float = 10.0):
+        self.sweep_uri, self.sweep, self.storage = sweep_uri, sweep, storage
+        self.trials, self.fingerprint, self.label, self.interval_s = trials, fingerprint, label, interval_s
         self._last_write = 0.0
+        self._cache: dict = {}
         self.storage_problem: str | None = None
 
-    def _write(self, trials) -> None:
+    def write(self) -> None:
         try:
-            write_tables(self.sweep_uri, self.spec.name, [record_from_trial(t, self.spec) for t in trials])
+            write_view(self.sweep_uri, self.sweep, RunStore(self.storage), self.trials, self.fingerprint, self.label,
+                       self._cache)
         except OSError as exc:
             # storage full or read-only: keep the sweep going (the tables on disk are the last good
             # ones, written atomically); the driver reports the failure when the sweep ends
@@ -63,15 +52,23 @@ class TablesCallback(tune.Callback):
             self.storage_problem = None
         self._last_write = time.monotonic()
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        run_hash = trial.config["trial"]["id"]
+        if read_outcomes(self.sweep_uri, self.fingerprint).get(run_hash, {}).get("status") == "errored":
+            clear_outcome(self.sweep_uri, run_hash)  # tried again: its status is its own again
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if time.monotonic() - self._last_write >= self.interval_s:
-            self._write(trials)
+            self.write()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._write(trials)
+        self.write()
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._write(trials)
+        write_outcome(self.sweep_uri, trial.config["trial"]["id"],
+                      {"status": "errored", "reason": error_reason(trial_error(trial)), "at": time.time(),
+                       "version_fingerprint": self.fingerprint})
+        self.write()
 
     def on_experiment_end(self, trials, **info):
-        self._write(trials)
+        self.write()

@@ -4,13 +4,15 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
 from hiddennets.errors import ConfigError
-from pipeline.sweep_lock import LEASE_FILE, LOCK_FILE, hold_sweep
-from tests.conftest import run_cli
+from pipeline.sweep_lock import LEASE_FILE, LOCK_FILE, _lease, hold_sweep
+from tests.conftest import REPO, run_cli
 from tests.test_sweep import write_spec
 
 
@@ -55,15 +57,39 @@ def test_the_lock_is_released_when_its_holder_exits_and_leaves_no_trace_on_a_ref
 
 
 def test_object_store_lease_refuses_while_fresh_and_is_taken_over_when_stale(tmp_path):
+    # the object-store lease, reached through a file:// URI (hold_sweep itself gives file:// the flock:
+    # the next test)
     uri = f"file://{tmp_path}/sweep"
     (tmp_path / "sweep").mkdir()
     other = {"host": "elsewhere", "pid": 1, "since": "then", "heartbeat": time.time()}
     (tmp_path / "sweep" / LEASE_FILE).write_text(json.dumps(other))
     with pytest.raises(ConfigError, match=r"already being run \(pid 1 on elsewhere since then\)"):
-        with hold_sweep(uri):
+        with _lease(uri):
             pass
     (tmp_path / "sweep" / LEASE_FILE).write_text(json.dumps({**other, "heartbeat": time.time() - 3600}))
-    with hold_sweep(uri):  # the other driver stopped beating an hour ago: a crashed driver
+    with _lease(uri):  # the other driver stopped beating an hour ago: a crashed driver
         held = json.loads((tmp_path / "sweep" / LEASE_FILE).read_text())
         assert held["pid"] == os.getpid()
     assert not (tmp_path / "sweep" / LEASE_FILE).exists()
+
+
+def test_a_path_its_file_uri_and_a_symlink_to_it_are_one_sweep_with_one_lock(tmp_path):
+    """The same folder given three ways once ran two drivers into the same trial folders."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "out")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pipeline.sweep_lock import hold_sweep\n"
+        f"with hold_sweep({str(tmp_path / 'out' / 'grow')!r}):\n"
+        "    print('held', flush=True); time.sleep(60)")], cwd=REPO, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for other in (f"file://{tmp_path}/out/grow", str(tmp_path / "link" / "grow"), f"file://{tmp_path}/link/grow/"):
+            with pytest.raises(ConfigError, match=rf"already being run \(pid {holder.pid} on "):
+                with hold_sweep(other):
+                    pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with hold_sweep(f"file://{tmp_path}/link/grow"):  # free once the holder is gone (killed: the kernel let go)
+        pass
