@@ -115,8 +115,13 @@ def _size(n: int) -> str:
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    cells = [[("-" if r.get(c) is None else f"{r[c]:.2f}" if isinstance(r.get(c), float) else str(r[c]))
-              for c in columns] for r in rows]
+    def cell(column: str, value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):  # accuracies to two places, config values as given
+            return f"{value:.2f}" if column.endswith("_acc") else f"{value:g}"
+        return str(value)
+    cells = [[cell(c, r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]

@@ -114,7 +114,7 @@ def single_worker_trial(params: dict[str, Any], *, base: dict[str, Any], cpus: f
                         plugins: list[str] = ()) -> None:
     _limit_threads(cpus)
     import_plugins(plugins)  # a trial process is new: the spec's plugins register their algorithms here too
-    cfg = config_from_dict(base, params["overrides"])
+    cfg = config_from_dict(base, params["trial"]["overrides"])
     store = RunStore(storage)
 
     def train_rest(record: RunRecord, run_dir: Path) -> None:
@@ -149,7 +149,7 @@ def ddp_trial(params: dict[str, Any], *, base: dict[str, Any], workers: int, cpu
     from ray.tune.integration.ray_train import TuneReportCallback
 
     import_plugins(plugins)
-    cfg = config_from_dict(base, params["overrides"])
+    cfg = config_from_dict(base, params["trial"]["overrides"])
     store = RunStore(storage)
 
     def train_rest(record: RunRecord, _run_dir: Path) -> None:  # the workers restore their own copies
