@@ -55,7 +55,8 @@ def describe(spec: SweepSpec, trials: list[SweepTrial], store=None) -> str:
              + (f" on {spec.scheduler.metric} ({spec.scheduler.mode}), grace {spec.scheduler.grace_period}, "
                 f"reduction {spec.scheduler.reduction_factor}" if spec.scheduler.name == "asha" else "")]
     for i, trial in enumerate(trials):
-        desc = " ".join(f"{k}={shown(v)}" for k, v in trial.overrides.items()) or "(base config)"
+        desc = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in trial.overrides.items()) or "(base config)"
         state = ""
         if store is not None:
             found = store.read(trial.id)

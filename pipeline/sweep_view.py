@@ -161,6 +161,15 @@ def clear_outcome(sweep_uri: str, run_hash: str) -> None:
         pass
 
 
+def read_outcome(sweep_uri: str, run_hash: str, fingerprint: str) -> dict[str, Any]:
+    """One trial's outcome under this spec version ({} if none)."""
+    try:
+        outcome = json.loads(read_text(join(sweep_uri, OUTCOMES, f"{run_hash}.json")) or "{}")
+    except ValueError:
+        return {}
+    return outcome if isinstance(outcome, dict) and outcome.get("version_fingerprint") == fingerprint else {}
+
+
 def read_outcomes(sweep_uri: str, fingerprint: str) -> dict[str, dict[str, Any]]:
     """The outcomes recorded under this spec version (an older version's scheduler decided for
     other trials: its outcomes no longer apply)."""

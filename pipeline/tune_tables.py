@@ -10,7 +10,7 @@ from ray import tune
 
 from pipeline.run_store import RunStore
 from pipeline.storage import storage_failure
-from pipeline.sweep_view import SweepTrial, clear_outcome, read_outcomes, write_outcome, write_view
+from pipeline.sweep_view import SweepTrial, clear_outcome, read_outcome, write_outcome, write_view
 from pipeline.tables import error_reason
 
 
@@ -54,7 +54,7 @@ class TablesCallback(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         run_hash = trial.config["trial"]["id"]
-        if read_outcomes(self.sweep_uri, self.fingerprint).get(run_hash, {}).get("status") == "errored":
+        if read_outcome(self.sweep_uri, run_hash, self.fingerprint).get("status") == "errored":
             clear_outcome(self.sweep_uri, run_hash)  # tried again: its status is its own again
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -65,9 +65,13 @@ class TablesCallback(tune.Callback):
         self.write()
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        write_outcome(self.sweep_uri, trial.config["trial"]["id"],
-                      {"status": "errored", "reason": error_reason(trial_error(trial)), "at": time.time(),
-                       "version_fingerprint": self.fingerprint})
+        try:
+            write_outcome(self.sweep_uri, trial.config["trial"]["id"],
+                          {"status": "errored", "reason": error_reason(trial_error(trial)), "at": time.time(),
+                           "version_fingerprint": self.fingerprint})
+        except OSError as exc:  # the storage failing: the driver reports it when the sweep ends
+            print(f"warning: outcome of trial {trial.config['trial']['id']} not recorded in {self.sweep_uri}: "
+                  f"{storage_failure(exc) or exc}", file=sys.stderr, flush=True)
         self.write()
 
     def on_experiment_end(self, trials, **info):

@@ -81,6 +81,7 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+@pytest.mark.slow
 def test_storage_filling_up_mid_sweep_is_reported_and_the_sweep_resumes_once_there_is_room(small_disk, tmp_path):
     disk, _ = small_disk
     spec = write_spec(tmp_path, "full", base={"epochs": 2, "width": 0.25}, grid={"seed": [0, 1]},
