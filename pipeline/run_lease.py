@@ -13,11 +13,11 @@ import contextlib
 import fcntl
 import json
 import os
-import threading
 import time
 from typing import Callable, Iterator
 
 from hiddennets.folder_lock import describe, holder
+from pipeline.heartbeat import heartbeat
 from pipeline.run_store import RunStore
 
 LOCAL_LEASE = ".lease"
@@ -36,7 +36,7 @@ def _read_holder(fd: int) -> dict:
 
 @contextlib.contextmanager
 def _local(store: RunStore, run_hash: str, notify: Callable[[str], None]) -> Iterator[None]:
-    folder = store._p(run_hash)
+    folder = store.path_of(run_hash)
     os.makedirs(folder, exist_ok=True)
     fd = os.open(f"{folder}/{LOCAL_LEASE}", os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -67,28 +67,20 @@ def _fresh(data: bytes | None) -> dict | None:
 
 @contextlib.contextmanager
 def _remote(store: RunStore, run_hash: str, notify: Callable[[str], None]) -> Iterator[None]:
-    path = store._p(run_hash, REMOTE_LEASE)
+    path = store.path_of(run_hash, REMOTE_LEASE)
     mine = holder()
     told = False
-    while (who := _fresh(store._read(path))) and (who.get("host"), who.get("pid")) != (mine["host"], mine["pid"]):
+    while (who := _fresh(store.read_bytes(path))) and (who.get("host"), who.get("pid")) != (mine["host"], mine["pid"]):
         if not told:
             notify(f"run {run_hash} is being trained by {describe(who)}; waiting for it")
             told = True
         time.sleep(POLL_S)
-    store._write(path, json.dumps(mine).encode())
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(HEARTBEAT_S):
-            with contextlib.suppress(Exception):  # a missed beat is retried; the lease lasts EXPIRES_S
-                store._write(path, json.dumps({**mine, "heartbeat": time.time()}).encode())
-    thread = threading.Thread(target=beat, name=f"run-lease-{run_hash}", daemon=True)
-    thread.start()
+    store.write_atomic(path, json.dumps(mine).encode())
+    beat = lambda: store.write_atomic(path, json.dumps({**mine, "heartbeat": time.time()}).encode())  # noqa: E731
     try:
-        yield
+        with heartbeat(beat, HEARTBEAT_S, f"run-lease-{run_hash}"):
+            yield
     finally:
-        stop.set()
-        thread.join()
         with contextlib.suppress(Exception):
             store.fs.delete_file(path)
 
@@ -101,9 +93,9 @@ def hold_run(store: RunStore, run_hash: str, notify: Callable[[str], None] = pri
 def run_holder(store: RunStore, run_hash: str) -> dict | None:
     """Who holds the run's lease now (None: nobody is training it)."""
     if not store.local:
-        return _fresh(store._read(store._p(run_hash, REMOTE_LEASE)))
+        return _fresh(store.read_bytes(store.path_of(run_hash, REMOTE_LEASE)))
     try:
-        fd = os.open(store._p(run_hash, LOCAL_LEASE), os.O_RDONLY)
+        fd = os.open(store.path_of(run_hash, LOCAL_LEASE), os.O_RDONLY)
     except OSError:
         return None
     try:

@@ -102,11 +102,11 @@ class RunStore:
         """A store file as the user gives storage (path or URI): for tables and messages."""
         return join(self.root, RUNS, run_hash, *parts)
 
-    def _p(self, run_hash: str, *parts: str) -> str:
+    def path_of(self, run_hash: str, *parts: str) -> str:
         return join(self._path, RUNS, run_hash, *parts)
 
     # --- reading ------------------------------------------------------------------------------
-    def _read(self, path: str) -> bytes | None:
+    def read_bytes(self, path: str) -> bytes | None:
         try:
             with self.fs.open_input_stream(path) as fh:
                 return fh.read()
@@ -115,7 +115,7 @@ class RunStore:
 
     def read(self, run_hash: str) -> RecordRead:
         try:
-            data = self._read(self._p(run_hash, RECORD))
+            data = self.read_bytes(self.path_of(run_hash, RECORD))
         except OSError as exc:
             return RecordRead(damaged=f"{RECORD} cannot be read ({exc})")
         if data is None:
@@ -135,7 +135,7 @@ class RunStore:
         return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
 
     def size(self, run_hash: str) -> int:
-        infos = self.fs.get_file_info(pafs.FileSelector(self._p(run_hash), recursive=True, allow_not_found=True))
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path_of(run_hash), recursive=True, allow_not_found=True))
         return sum(i.size or 0 for i in infos if i.type == pafs.FileType.File)
 
     def load_checkpoint(self, record: RunRecord, warn) -> tuple[bytes, dict[str, Any], int] | None:
@@ -148,7 +148,7 @@ class RunStore:
         for entry in record.checkpoints:
             name = entry["file"]
             try:
-                blob = self._read(self._p(record.hash, name))
+                blob = self.read_bytes(self.path_of(record.hash, name))
             except OSError as exc:
                 blob, why = None, str(exc)
             else:
@@ -174,7 +174,7 @@ class RunStore:
         return None
 
     # --- writing ------------------------------------------------------------------------------
-    def _write(self, path: str, data: bytes) -> None:
+    def write_atomic(self, path: str, data: bytes) -> None:
         """Replace `path` atomically: readers see the old bytes or the new, never a part."""
         self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         if not self.local:  # an object store's PUT is atomic
@@ -201,7 +201,7 @@ class RunStore:
         if found.record is not None:
             return found.record
         record = RunRecord(run_hash, cfg.to_dict(), total_epochs(cfg), updated=time.time())
-        self._write(self._p(run_hash, RECORD), record.to_json().encode())
+        self.write_atomic(self.path_of(run_hash, RECORD), record.to_json().encode())
         return record
 
     def commit_epoch(self, record: RunRecord, row: dict[str, Any], checkpoint: bytes) -> RunRecord:
@@ -211,10 +211,10 @@ class RunStore:
             raise ValueError(f"run {record.hash}: epoch {epoch} does not follow {len(record.history)}")
         digest = sha256(checkpoint)
         name = f"{CHECKPOINTS}/{epoch:05d}-{digest[:12]}.pt"
-        self._write(self._p(record.hash, name), checkpoint)
+        self.write_atomic(self.path_of(record.hash, name), checkpoint)
         kept = [{"file": name, "epoch": epoch, "sha256": digest}] + record.checkpoints[:KEEP_CHECKPOINTS - 1]
         new = RunRecord(record.hash, record.config, record.epochs_planned, record.history + [row], kept, time.time())
-        self._write(self._p(record.hash, RECORD), new.to_json().encode())
+        self.write_atomic(self.path_of(record.hash, RECORD), new.to_json().encode())
         self.drop_unlisted_checkpoints(new)
         return new
 
@@ -226,19 +226,19 @@ class RunStore:
             self.set_aside(record.hash, damaged["file"])
         new = RunRecord(record.hash, record.config, record.epochs_planned, record.history[:epoch],
                         [c for c in record.checkpoints if c["epoch"] <= epoch], time.time())
-        self._write(self._p(record.hash, RECORD), new.to_json().encode())
+        self.write_atomic(self.path_of(record.hash, RECORD), new.to_json().encode())
         return new
 
     def set_aside(self, run_hash: str, name: str) -> None:
         """Keep a damaged checkpoint for inspection, out of the way (`<name>.corrupt`)."""
         try:
-            self.fs.move(self._p(run_hash, name), self._p(run_hash, name) + ".corrupt")
+            self.fs.move(self.path_of(run_hash, name), self.path_of(run_hash, name) + ".corrupt")
         except OSError:
             pass  # already gone: nothing to keep
 
     def drop_unlisted_checkpoints(self, record: RunRecord) -> None:
         listed = {c["file"].rsplit("/", 1)[-1] for c in record.checkpoints}
-        for info in self._list(self._p(record.hash, CHECKPOINTS)):
+        for info in self._list(self.path_of(record.hash, CHECKPOINTS)):
             if info.base_name not in listed and not info.base_name.startswith(".") \
                     and not info.base_name.endswith(".corrupt"):
                 try:
@@ -253,4 +253,4 @@ class RunStore:
             return
 
     def delete(self, run_hash: str) -> None:
-        self.fs.delete_dir(self._p(run_hash))
+        self.fs.delete_dir(self.path_of(run_hash))

@@ -13,13 +13,13 @@ import contextlib
 import json
 import os
 import socket
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
 
 from hiddennets.errors import ConfigError
 from hiddennets.folder_lock import describe, folder_lock, holder as _holder
+from pipeline.heartbeat import heartbeat
 from pipeline.storage import filesystem, is_uri, read_text, write_text
 
 LOCK_FILE = ".lock"
@@ -59,21 +59,11 @@ def _lease(sweep_uri: str) -> Iterator[None]:
             raise _busy(sweep_uri, holder)
     lease = _holder()
     write_text(location, json.dumps(lease))
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(HEARTBEAT_S):
-            try:
-                write_text(location, json.dumps({**lease, "heartbeat": time.time()}))
-            except Exception:  # noqa: BLE001 - a missed beat is retried; the lease lasts 90 s
-                pass
-    thread = threading.Thread(target=beat, name="sweep-lease", daemon=True)
-    thread.start()
+    beat = lambda: write_text(location, json.dumps({**lease, "heartbeat": time.time()}))  # noqa: E731
     try:
-        yield
+        with heartbeat(beat, HEARTBEAT_S, "sweep-lease"):
+            yield
     finally:
-        stop.set()
-        thread.join()
         with contextlib.suppress(Exception):  # never hide the sweep's own outcome
             current = json.loads(read_text(location) or "{}")
             if current.get("pid") == lease["pid"] and current.get("host") == lease["host"]:
