@@ -104,13 +104,18 @@ class Version:
     data: dict[str, Any]
 
 
-def _list_names(uri: str) -> list[str]:
+def _entries(uri: str) -> tuple[pafs.FileSystem, list[pafs.FileInfo]]:
+    """What a folder holds (nothing, if it is missing or unreadable)."""
     fs, path = filesystem(uri)
     try:
-        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        return fs, fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     except OSError:
-        return []
-    return sorted(i.base_name for i in infos if i.type == pafs.FileType.File and not i.base_name.startswith("."))
+        return fs, []
+
+
+def _list_names(uri: str) -> list[str]:
+    return sorted(i.base_name for i in _entries(uri)[1]
+                  if i.type == pafs.FileType.File and not i.base_name.startswith("."))
 
 
 def versions(sweep_uri: str) -> list[Version]:
@@ -229,11 +234,7 @@ def write_view(sweep_uri: str, sweep: str, store: RunStore, trials: list[SweepTr
 
 def sweeps_in(storage: str) -> list[str]:
     """The sweep names under a storage root (folders holding spec versions)."""
-    fs, path = filesystem(storage)
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    except OSError:
-        return []
+    fs, infos = _entries(storage)
     names = []
     for info in infos:
         if info.type == pafs.FileType.Directory and info.base_name not in RESERVED_NAMES \
