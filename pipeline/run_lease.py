@@ -4,8 +4,8 @@ Local storage: an exclusive `flock` on `runs/<hash>/.lease`, released by the ker
 dies (even by SIGKILL), so a waiting trial goes on at once. Object stores: a heartbeat object
 `runs/<hash>/lease.json`, refreshed every HEARTBEAT_S; another trial waits while it is fresh. As with
 the sweep lease, that check-then-write is not atomic on an object store: two trials starting in the
-same second could both train the run, and both then write the same deterministic epochs (the record
-keeps one history: the second commit of an epoch already there is refused).
+same second could both train the run; both then write the same deterministic epochs, and the
+record ends as the last writer left it (the same metrics; only pids and times differ).
 """
 from __future__ import annotations
 
