@@ -5,20 +5,15 @@ import os
 import sys
 from typing import Callable
 
-from hiddennets.errors import ConfigError
-from hiddennets.errors import CheckpointError, DivergedError
+from hiddennets.errors import CheckpointError, ConfigError, DivergedError
+from pipeline.interrupts import RESUME_HINT
 from pipeline.storage import StorageError, storage_failure
+from pipeline.text import MAX_LINE, one_line
 
 EXIT_BAD_INPUT = 2
 
 
-MAX_ERROR_LINE = 1000
-
-
-def one_line(exc: BaseException) -> str:
-    """The error as one line of bounded length, whatever it quotes."""
-    text = " ".join(str(exc).split())
-    return text if len(text) <= MAX_ERROR_LINE else text[: MAX_ERROR_LINE - 3] + "..."
+MAX_ERROR_LINE = MAX_LINE
 
 
 def run_main(main: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
@@ -42,5 +37,5 @@ def run_main(main: Callable[[list[str]], int], argv: list[str] | None = None) ->
               "writable, then run the same command to resume", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume", file=sys.stderr)
+        print(RESUME_HINT, file=sys.stderr)
         return 130

@@ -11,6 +11,21 @@ from pipeline.spec import ResourcesConfig
 from pipeline.storage import filesystem, is_uri
 
 
+# Set by Ray's job supervisor in the environment of a `ray job submit` entrypoint.
+RAY_JOB_MARKER = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def refuse_relative_storage_in_job(location: str, key: str) -> None:
+    """Under `ray job submit --working-dir`, the driver's working folder is Ray's temporary copy of the
+    package (<Ray temp>/session_*/runtime_resources/working_dir_files/_ray_pkg_*), deleted with the Ray
+    session: a relative storage there would hide earlier results and lose these."""
+    if RAY_JOB_MARKER not in os.environ or is_uri(location) or os.path.isabs(os.path.expanduser(location)):
+        return
+    raise ConfigError(f"{key}: '{location}' is relative, and this sweep runs as a Ray job whose working folder "
+                      f"{os.getcwd()} is Ray's temporary copy, deleted with the Ray session; pass an absolute "
+                      "path (--storage /shared/results) or s3://bucket/prefix")
+
+
 def check_storage(location: str) -> str:
     """Create the storage folder if needed and prove it is writable; return it absolute (or the URI)."""
     fs, path = filesystem(location)

@@ -24,7 +24,9 @@ from typing import Any
 from hiddennets.algorithms import total_epochs
 from hiddennets.config import shown
 from hiddennets.errors import ConfigError
+from pipeline.asha_phases import check_asha_comparable
 from pipeline.cli import run_main
+from pipeline.interrupts import RESUME_HINT, Interrupted, Interrupts
 from pipeline.spec import SweepSpec, load_sweep, parse_overrides
 from pipeline.sweep_view import SweepTrial, check_sweep_name, expand_trials, record_version, write_view
 
@@ -66,13 +68,14 @@ def describe(spec: SweepSpec, trials: list[SweepTrial], store=None) -> str:
     return "\n".join(lines)
 
 
-def build_trainable(spec: SweepSpec, storage: str, label: str, attempt_uri: str):
+def build_trainable(spec: SweepSpec, storage: str, label: str, attempt_uri: str, sweep_uri: str, fingerprint: str):
     from ray import tune
 
     from pipeline.trial import ddp_trial, single_worker_trial
 
     r = spec.resources
-    common = {"base": spec.base, "storage": storage, "label": label, "plugins": spec.plugins}
+    common = {"base": spec.base, "storage": storage, "label": label, "plugins": spec.plugins,
+              "sweep_uri": sweep_uri, "fingerprint": fingerprint}
     if r.workers_per_trial == 1:
         fn = tune.with_parameters(single_worker_trial, cpus=r.cpus_per_worker, **common)
         return tune.with_resources(fn, {"cpu": r.cpus_per_worker, "gpu": r.gpus_per_worker})
@@ -89,44 +92,60 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.config['trial']['id']}"
 
 
+def trial_namer(view: list[SweepTrial]):
+    """Tune's name for a trial: its number and hash as the dry-run lists them (`trial_003_7b43647b49`),
+    whichever trials this attempt runs."""
+    number = {t.id: i for i, t in enumerate(view)}
+
+    def name(trial) -> str:
+        run_hash = trial.config["trial"]["id"]
+        return f"trial_{number[run_hash]:03d}_{run_hash}"
+    return name
+
+
 def attempt_name() -> str:
     """Each driver run is a fresh Tune experiment of its own (never restored: nothing of Tune's is read back)."""
     return time.strftime("attempt-%Y%m%d-%H%M%S") + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def make_tuner(spec: SweepSpec, storage: str, sweep_uri: str, trials: list[SweepTrial], view: list[SweepTrial],
-               fingerprint: str, label: str, concurrent: int):
+               fingerprint: str, label: str, concurrent: int, known: dict[str, tuple[str, int]], interrupts):
     """A fresh Tune experiment over `trials`, in order (every trial first asks the run store); the
-    tables show every trial of `view`."""
+    tables and the progress line show every trial of `view` (`known`: their status before Tune)."""
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
 
     from pipeline.asha import RecordedASHA
+    from pipeline.progress import Progress
     from pipeline.tune_tables import TablesCallback
 
     attempt = attempt_name()
     tune_root = f"{sweep_uri}/tune"
     s = spec.scheduler
-    scheduler = (RecordedASHA(sweep_uri=sweep_uri, fingerprint=fingerprint,
-                              planned={t.id: total_epochs(t.config) for t in trials},
-                              time_attr="epoch", metric=s.metric, mode=s.mode, max_t=spec.max_epochs(),
+    planned = {t.id: total_epochs(t.config) for t in view}
+    # max_t is the longest trial's epochs, so each trial runs to its own (a sampled epochs axis); ASHA
+    # compares them only at epochs that are the same phase in every trial (pipeline.asha_phases)
+    scheduler = (RecordedASHA(sweep_uri=sweep_uri, fingerprint=fingerprint, planned=planned,
+                              time_attr="epoch", metric=s.metric, mode=s.mode, max_t=max(planned.values()),
                               grace_period=s.grace_period, reduction_factor=s.reduction_factor)
                  if s.name == "asha" else FIFOScheduler())
     space = {"trial": tune.grid_search([{"id": t.id, "overrides": t.overrides} for t in trials])}
-    callback = TablesCallback(sweep_uri, spec.name, storage, view, fingerprint, label)
-    tuner = tune.Tuner(
-        build_trainable(spec, storage, label, f"{tune_root}/{attempt}"),
+    tables = TablesCallback(sweep_uri, spec.name, storage, view, fingerprint, label,
+                            interrupted=lambda: interrupts.received)
+    progress = Progress(sweep_uri, fingerprint, planned, known, s.metric, s.mode, asha=s.name == "asha",
+                        on_step=interrupts.deliver_to_tune, interrupted=lambda: interrupts.received)
+    return tune.Tuner(
+        build_trainable(spec, storage, label, f"{tune_root}/{attempt}", sweep_uri, fingerprint),
         param_space=space,
         tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=1, max_concurrent_trials=concurrent,
-                                    trial_dirname_creator=trial_dirname),
+                                    trial_dirname_creator=trial_dirname, trial_name_creator=trial_namer(view)),
         run_config=tune.RunConfig(
             name=attempt, storage_path=tune_root,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            callbacks=[callback],
-            verbose=1,
+            callbacks=[tables, progress],
+            verbose=0,  # our progress line replaces Tune's tables (which lack the scheduler's metric)
         ),
     )
-    return tuner, callback
 
 
 def summary(trials) -> str:
@@ -170,6 +189,20 @@ def announce(spec: SweepSpec, sweep_uri: str, version, previous, trials: list[Sw
               "replayed or resumed, not trained again", flush=True)
 
 
+def check_datasets(trials: list[SweepTrial]) -> str:
+    """Every trial's dataset is readable on this node (each distinct one read once, as a run reads it):
+    the dry-run's check. Raises DataError with pipeline.run's message."""
+    from hiddennets.data import DATASETS
+    seen = {}
+    for trial in trials:
+        cfg = trial.config
+        key = (cfg.dataset, cfg.data_dir, cfg.download)
+        if key not in seen:
+            splits = DATASETS[cfg.dataset].load(cfg)
+            seen[key] = f"{cfg.dataset} ({len(splits.train)} train / {len(splits.test)} test images)"
+    return "data: present on this node: " + ", ".join(seen.values())
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     overrides = parse_overrides(args.overrides + args.more)
@@ -181,10 +214,22 @@ def main(argv: list[str]) -> int:
         raise ConfigError(f"--max-concurrent: must be in [1, 100000], got {args.max_concurrent}")
     if not 0 <= args.wait_for_nodes <= 86_400:  # NaN fails this too
         raise ConfigError(f"--wait-for-nodes: must be a number of seconds in [0, 86400], got {args.wait_for_nodes}")
+    from pipeline.cluster import refuse_relative_storage_in_job
+    refuse_relative_storage_in_job(spec.storage, "--storage" if args.storage else "storage")
+    trials = expand_trials(spec)
+    if spec.scheduler.name == "asha":
+        check_asha_comparable(trials)
     if args.dry_run:
         from pipeline.run_store import RunStore
-        print(describe(spec, expand_trials(spec), RunStore(spec.storage)))
+        print(describe(spec, trials, RunStore(spec.storage)), flush=True)
+        print(check_datasets(trials))
         return 0
+    interrupts = Interrupts()
+    interrupts.install()
+    return run_sweep(args, spec, trials, interrupts)
+
+
+def run_sweep(args, spec: SweepSpec, trials: list[SweepTrial], interrupts: Interrupts) -> int:
     from pipeline.cluster import check_storage, max_concurrent
     from pipeline.run_store import RunStore
     from pipeline.storage import StorageError, inside_root, probe_storage, storage_failure
@@ -193,38 +238,58 @@ def main(argv: list[str]) -> int:
     storage = check_storage(spec.storage)
     sweep_uri = f"{storage.rstrip('/')}/{spec.name}"
     inside_root(storage, sweep_uri)
-    trials = expand_trials(spec)
     store = RunStore(storage)
+    view = None  # (fingerprint, label) once this spec version is recorded
 
-    with hold_sweep(sweep_uri):  # a second driver on the same folder refuses here, before Ray starts
-        try:
-            to_run = trials_to_run(spec, trials, store)
-            with ray_session(args, spec) if to_run else contextlib.nullcontext():
-                version, previous = record_version(sweep_uri, spec, trials)  # the first write, once every check passed
-                label = f"{spec.name}@v{version.number}"
-                announce(spec, sweep_uri, version, previous, trials, store)
-                write_view(sweep_uri, spec.name, store, trials, version.fingerprint, label)  # pending trials show
-                if to_run:
-                    print(describe(spec, trials, store), flush=True)
-                    tuner, _ = make_tuner(spec, storage, sweep_uri, to_run, trials, version.fingerprint, label,
-                                          args.max_concurrent or max_concurrent(spec.resources))
-                    tuner.fit()
-                else:
-                    print(f"sweep {spec.name}: every trial is complete in the run store; nothing to train", flush=True)
-            frame, _ = write_view(sweep_uri, spec.name, store, trials, version.fingerprint, label)
-        except Exception as exc:
-            problem = storage_failure(exc) or probe_storage(sweep_uri)
-            if problem is None:
-                raise
-            raise StorageError(f"{sweep_uri}: the storage failed during the sweep ({problem}); the tables written "
-                               "before stay readable; make room or make it writable, then run the same command "
-                               "to resume") from None
-        report = report_or_hint(sweep_uri)
+    try:
+        with hold_sweep(sweep_uri):  # a second driver on the same folder refuses here, before Ray starts
+            try:
+                try:
+                    to_run = trials_to_run(spec, trials, store)
+                    with ray_session(args, spec, interrupts) if to_run else contextlib.nullcontext():
+                        version, previous = record_version(sweep_uri, spec, trials)  # the first write
+                        view = (version.fingerprint, f"{spec.name}@v{version.number}")
+                        interrupts.write_tables = lambda: write_view(sweep_uri, spec.name, store, trials, *view)
+                        announce(spec, sweep_uri, version, previous, trials, store)
+                        frame, _ = write_view(sweep_uri, spec.name, store, trials, *view)  # pending trials show
+                        if to_run:
+                            print(describe(spec, trials, store), flush=True)
+                            known = {r.trial_id: (r.status, r.epochs_completed) for r in frame.itertuples()}
+                            tuner = make_tuner(spec, storage, sweep_uri, to_run, trials, *view,
+                                               args.max_concurrent or max_concurrent(spec.resources), known,
+                                               interrupts)
+                            with interrupts.forwarded_to_tune():
+                                tuner.fit()
+                        else:
+                            print(f"sweep {spec.name}: every trial is complete in the run store; nothing to train",
+                                  flush=True)
+                        interrupts.finishing()
+                except Interrupted:  # before Tune ran: what it would have trained is pending
+                    pass
+                interrupts.settled()
+                if view is None:  # stopped before this spec version was written: nothing of it to show
+                    print(RESUME_HINT, flush=True)
+                    return interrupts.exit_code
+                frame, _ = write_view(sweep_uri, spec.name, store, trials, *view)
+            except Exception as exc:
+                problem = storage_failure(exc) or probe_storage(sweep_uri)
+                if problem is None:
+                    raise
+                raise StorageError(f"{sweep_uri}: the storage failed during the sweep ({problem}); the tables "
+                                   "written before stay readable; make room or make it writable, then run the "
+                                   "same command to resume") from None
+            report = report_or_hint(sweep_uri)
+    except Interrupted:  # while waiting for the sweep's lock
+        print(RESUME_HINT, flush=True)
+        return interrupts.exit_code
     print("\n" + summary(frame))
     counts = frame["status"].value_counts().to_dict()
     print(f"\n{len(frame)} trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     print(f"results: {sweep_uri}/trials.parquet and {sweep_uri}/epochs.parquet")
     print(f"report: {report}")
+    if interrupts.received:
+        print(RESUME_HINT, flush=True)
+        return interrupts.exit_code
     errored = int((frame["status"] == "errored").sum())
     problem = probe_storage(sweep_uri) if errored else None
     if problem:  # the trials failed because the storage did
@@ -238,8 +303,9 @@ def main(argv: list[str]) -> int:
 
 
 @contextlib.contextmanager
-def ray_session(args, spec: SweepSpec):
-    """Ray started (or joined) and able to place a trial, until the sweep ends."""
+def ray_session(args, spec: SweepSpec, interrupts: Interrupts):
+    """Ray started (or joined) and able to place a trial, until the sweep ends. A Ray started here is
+    stopped with everything it started, whatever ends the sweep."""
     from pipeline.cluster import check_resources, use_cluster_token, warn_token_permissions
 
     # Read when Ray is imported, so it comes first: Tune warns about frequent experiment snapshots
@@ -248,13 +314,31 @@ def ray_session(args, spec: SweepSpec):
     if args.address:
         use_cluster_token()
     import ray
-    ray.init(address=args.address, logging_level=logging.WARNING, configure_logging=True)
     try:
+        ray.init(address=args.address, logging_level=logging.WARNING, configure_logging=True)
+        interrupts.reinstall()  # ray.init installs its own SIGTERM handler (a stack dump, then abort)
         warn_token_permissions()
         check_resources(spec.resources, args.wait_for_nodes)
         yield
     finally:
+        started_here = [] if args.address else local_ray_processes()
         ray.shutdown()
+        stop_leftovers(started_here)
+
+
+def local_ray_processes() -> list:
+    import psutil  # Ray's own dependency
+    return psutil.Process().children(recursive=True)
+
+
+def stop_leftovers(processes: list, grace_s: float = 5.0) -> None:
+    """Ray's shutdown leaves its agents to notice on their own that the raylet is gone (up to a
+    minute); the processes this driver's Ray started get `grace_s`, then are killed."""
+    import psutil
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,11 @@
   to there are replayed, and training continues from it, wherever it was trained before.
 - An unknown run: trained from the start and recorded.
 
+A failure that would repeat on every retry (bad data or config, a divergence, an unusable checkpoint)
+fails the trial once: its one-line reason is recorded as the trial's outcome and printed, and the
+trial ends without an exception, so Tune neither retries it nor prints a traceback. Retries are
+left to real faults (a killed worker, a lost node), which raise.
+
 Each epoch is committed to the store (checkpoint, then record) before it is reported to Tune, so
 an epoch Tune has seen is never lost. One worker trains in the trial process; several workers run
 as a Ray Train `TorchTrainer` (DDP; gloo on CPU, NCCL on GPU) whose rank 0 commits to the store and
@@ -28,14 +33,19 @@ from ray import tune
 
 from hiddennets.config import RunConfig
 from hiddennets.engine import CHECKPOINT, train
+from hiddennets.errors import CheckpointError, ConfigError, DivergedError
 from hiddennets.identity import config_hash
 from hiddennets.run_dir import claim_run_dir
 from hiddennets.validation import config_from_dict
 from pipeline.run_lease import hold_run
 from pipeline.run_store import RunRecord, RunStore
 from pipeline.spec import import_plugins
+from pipeline.sweep_view import write_outcome
+from pipeline.text import one_line
 
 Report = Callable[[dict[str, Any]], None]
+# Raised the same way on every attempt: DataError is a ConfigError
+FAILS_THE_SAME_WAY = (ConfigError, DivergedError, CheckpointError)
 
 
 def _warn(message: str) -> None:
@@ -110,9 +120,25 @@ def in_store(cfg: RunConfig, store: RunStore, report: Report, train_rest: Callab
     replay(record, report)
 
 
+def failing_once(run: Callable[[], None], run_hash: str, sweep_uri: str, fingerprint: str) -> None:
+    """Run the trial; a failure that a retry would repeat becomes the trial's recorded outcome."""
+    try:
+        run()
+    except FAILS_THE_SAME_WAY as exc:
+        reason = one_line(exc)
+        print(f"error: trial {run_hash}: {reason} (not retried: it would fail the same way)", flush=True)
+        write_outcome(sweep_uri, run_hash, {"status": "errored", "reason": reason, "at": time.time(),
+                                            "version_fingerprint": fingerprint, "retried": False})
+
+
 def single_worker_trial(params: dict[str, Any], *, base: dict[str, Any], cpus: float, storage: str, label: str,
-                        plugins: list[str] = ()) -> None:
+                        sweep_uri: str, fingerprint: str, plugins: list[str] = ()) -> None:
     _limit_threads(cpus)
+    run_hash = params["trial"]["id"]
+    failing_once(lambda: _single_worker(params, base, storage, label, plugins), run_hash, sweep_uri, fingerprint)
+
+
+def _single_worker(params, base, storage, label, plugins) -> None:
     import_plugins(plugins)  # a trial process is new: the spec's plugins register their algorithms here too
     cfg = config_from_dict(base, params["trial"]["overrides"])
     store = RunStore(storage)
@@ -143,13 +169,23 @@ def ddp_worker_loop(loop_config: dict[str, Any]) -> None:
 
 
 def ddp_trial(params: dict[str, Any], *, base: dict[str, Any], workers: int, cpus: float, gpus: float,
-              storage: str, label: str, train_storage: str, max_failures: int, plugins: list[str] = ()) -> None:
+              storage: str, label: str, sweep_uri: str, fingerprint: str, train_storage: str, max_failures: int,
+              plugins: list[str] = ()) -> None:
+    failing_once(lambda: _ddp(params, base, workers, cpus, gpus, storage, label, train_storage, max_failures,
+                              plugins), params["trial"]["id"], sweep_uri, fingerprint)
+
+
+def _ddp(params, base, workers, cpus, gpus, storage, label, train_storage, max_failures, plugins) -> None:
     import ray.train
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from hiddennets.data import DATASETS
+
     import_plugins(plugins)
     cfg = config_from_dict(base, params["trial"]["overrides"])
+    # Missing data fails here, once: inside the workers Train would retry it as a fault.
+    DATASETS[cfg.dataset].load(cfg)
     store = RunStore(storage)
 
     def train_rest(record: RunRecord, _run_dir: Path) -> None:  # the workers restore their own copies

@@ -12,11 +12,12 @@ from pipeline.run_store import RunStore
 from pipeline.storage import storage_failure
 from pipeline.sweep_view import SweepTrial, clear_outcome, read_outcome, write_outcome, write_view
 from pipeline.tables import error_reason
+from pipeline.text import bounded
 
 
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
+    return bounded(lines[-1]) if lines else ""
 
 
 def trial_error(trial) -> str:
@@ -30,10 +31,11 @@ class TablesCallback(tune.Callback):
     whenever a trial ends, so a crash leaves readable tables that lag by seconds at most."""
 
     def __init__(self, sweep_uri: str, sweep: str, storage: str, trials: list[SweepTrial], fingerprint: str,
-                 label: str, interval_s: float = 10.0):
+                 label: str, interval_s: float = 10.0, interrupted=lambda: False):
         self.sweep_uri, self.sweep, self.storage = sweep_uri, sweep, storage
         self.trials, self.fingerprint, self.label, self.interval_s = trials, fingerprint, label, interval_s
         self._last_write = 0.0
+        self.interrupted = interrupted  # trials that die while the driver stops are interrupted, not errored
         self._cache: dict = {}
         self.storage_problem: str | None = None
 
@@ -65,6 +67,8 @@ class TablesCallback(tune.Callback):
         self.write()
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        if self.interrupted():
+            return
         try:
             write_outcome(self.sweep_uri, trial.config["trial"]["id"],
                           {"status": "errored", "reason": error_reason(trial_error(trial)), "at": time.time(),

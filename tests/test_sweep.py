@@ -116,14 +116,14 @@ def test_ddp_trials_run_back_to_back_and_a_killed_worker_is_replaced_from_the_la
     assert after.epoch.min() <= killed[2] + 1
 
 
-def test_failing_and_diverging_trials_are_errored_with_their_reason_and_the_sweep_goes_on(tmp_path):
-    # The cifar10 points have no data: every attempt fails. At lr 1e12 dense training diverges (NaN);
-    # the frozen random mask trains nothing, so the lr cannot hurt it: the digits random-mask trial
-    # must complete. (Edge-popup was that trial until its scores' NaN, at a finite loss, also counted as
-    # divergence: tests/test_safety.py.)
+def test_failing_and_diverging_trials_fail_once_with_their_whole_reason_and_the_sweep_goes_on(tmp_path):
+    # The cifar10 points have no data. At lr 1e12 dense training diverges (NaN); the frozen random mask
+    # trains nothing, so the lr cannot hurt it: the digits random-mask trial must complete. (Edge-popup
+    # was that trial until its scores' NaN, at a finite loss, also counted as divergence:
+    # tests/test_safety.py.) Both failures would repeat on a retry, so neither is retried.
     spec = write_spec(tmp_path, "failing", base={"epochs": 2, "data_dir": str(tmp_path / "no_data"),
                                                  "optimizer": {"name": "sgd", "lr": 1.0e12, "momentum": 0.9}},
-                      grid={"dataset": ["digits", "cifar10"], "algo": ["random_mask", "dense"]}, max_failures=1)
+                      grid={"dataset": ["digits", "cifar10"], "algo": ["random_mask", "dense"]}, max_failures=2)
     proc = run_cli("pipeline.sweep", str(spec), "--storage", str(tmp_path / "out"))
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "3 trial(s) errored" in proc.stdout
@@ -132,14 +132,27 @@ def test_failing_and_diverging_trials_are_errored_with_their_reason_and_the_swee
     assert digits.loc["random_mask", "status"] == "completed" and digits.loc["random_mask", "epochs_completed"] == 2
     diverged = digits.loc["dense"]
     assert diverged.status == "errored" and diverged.epochs_completed == 0
-    assert diverged.stop_reason.startswith("diverged: train_loss is "), diverged.stop_reason
-    assert "at epoch 1" in diverged.stop_reason
+    assert re.fullmatch(r"diverged: train_loss is (nan|inf) at epoch 1 \(lr 1e\+12\)", diverged.stop_reason), \
+        diverged.stop_reason
     bad = trials[(trials.dataset == "cifar10") & (trials.algo == "random_mask")].iloc[0]
     assert bad.status == "errored" and bad.epochs_completed == 0
-    assert "dataset cifar10: missing cifar-10-batches-py/data_batch_1" in bad.stop_reason
-    [error_file] = (tmp_path / "out" / "failing" / "tune").glob(f"attempt-*/trial_{bad.trial_id}/error.txt")
-    attempts = error_file.read_text()
-    assert attempts.count("dataset cifar10: missing") >= 2  # tried, then retried once (max_failures: 1)
+    missing = (f"dataset cifar10: missing cifar-10-batches-py/data_batch_1, cifar-10-batches-py/data_batch_2, "
+               f"cifar-10-batches-py/data_batch_3, cifar-10-batches-py/data_batch_4, cifar-10-batches-py/data_batch_5, "
+               f"cifar-10-batches-py/test_batch, cifar-10-batches-py/batches.meta under {tmp_path / 'no_data'}; "
+               f"extract the python-version archive of CIFAR10 in {tmp_path / 'no_data'}, or set download: true "
+               "where a network is available")
+    assert bad.stop_reason == missing  # whole: not cut before the fix
+    console = proc.stdout + proc.stderr
+    for trial in trials[trials.status == "errored"].itertuples():
+        # one attempt each (max_failures: 2 is for real faults), one line, no traceback
+        assert console.count(f"error: trial {trial.trial_id}: ") == 1, console[-4000:]
+        assert not list((tmp_path / "out" / "failing" / "tune").glob(f"attempt-*/trial_{trial.trial_id}/error.txt"))
+    assert f"error: trial {bad.trial_id}: {missing} (not retried" in console
+    assert "Traceback" not in console, console[-4000:]
+    # the dry-run finds the missing data before anything runs, with pipeline.run's message
+    dry = run_cli("pipeline.sweep", str(spec), "--storage", str(tmp_path / "dry"), "--dry-run")
+    assert dry.returncode == 2 and dry.stderr == f"error: {missing}\n", dry.stderr
+    assert not (tmp_path / "dry").exists()
 
 
 def test_storage_given_as_a_uri_goes_through_the_object_store_code_path(tmp_path, monkeypatch):
