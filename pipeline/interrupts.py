@@ -15,8 +15,10 @@ A preemption may signal every process at once, Ray's own included; the driver wo
 minute for a GCS that is gone. So once signalled, Ray has `DEADLINE_S` to stop; past that the tables
 are written from the run store alone (which needs no Ray) and the driver exits with the same code.
 
-Ray installs a SIGTERM handler of its own in `ray.init` (a stack dump, then abort), so the handlers
-here are installed again once Ray has started (`reinstall`).
+Ray installs two SIGTERM handlers of its own in `ray.init`: a Python one (exit) and a C++ crash
+handler (a stack dump, then abort). The driver keeps the C++ one out of its own process (Ray reads
+RAY_DISABLE_FAILURE_SIGNAL_HANDLER once, at import; the processes Ray starts keep theirs) and
+installs the handlers here again once Ray has started (`reinstall`).
 """
 from __future__ import annotations
 
@@ -31,6 +33,33 @@ from typing import Callable, Iterator
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 DEADLINE_S = 20.0
 RESUME_HINT = "interrupted: run the same command to resume"
+
+
+FAILURE_HANDLER_ENV = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
+
+
+@contextlib.contextmanager
+def ray_imported_without_crash_handler() -> Iterator[None]:
+    """`import ray` inside this block reads the setting that keeps Ray's C++ SIGTERM handler out of
+    this process; it is taken off the environment afterwards, so the processes Ray starts keep it."""
+    ours = FAILURE_HANDLER_ENV not in os.environ
+    if ours:
+        os.environ[FAILURE_HANDLER_ENV] = "1"
+    try:
+        yield
+    finally:
+        if ours:
+            os.environ.pop(FAILURE_HANDLER_ENV, None)
+
+
+def exit_on_signals_until_ready() -> None:
+    """While a command's imports load (seconds: torch, Ray) nothing has started or been written, so a
+    signal then just exits, with the hint and the usual code, instead of a KeyboardInterrupt traceback."""
+    def leave(signum, frame):
+        print(f"\n{RESUME_HINT}", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+    for sig in SIGNALS:
+        signal.signal(sig, leave)
 
 
 class Interrupted(BaseException):
@@ -72,19 +101,22 @@ class Interrupts:
                   f"intact\n{RESUME_HINT}", file=sys.stderr, flush=True)
             _kill_descendants()
             os._exit(128 + signum)
-        self.signum = signum
-        name = signal.Signals(signum).name
-        print(f"\n{name} received: stopping the sweep, then writing its tables (Ctrl-C again to stop at once)",
-              file=sys.stderr, flush=True)
-        self._watchdog = threading.Timer(DEADLINE_S, self._give_up)
-        self._watchdog.daemon = True
-        self._watchdog.start()
+        self.note(signum)
         if self._mode == "raise":
             raise Interrupted
         if self._mode == "tune":
             self._deferred = not self._ask_tune_to_stop()
             # Tune's handler puts back the SIGINT handler it found (ours, as it installs none)
             signal.signal(signal.SIGINT, self._handle)
+
+    def note(self, signum: int) -> None:
+        """The first signal: say so, and give Ray `DEADLINE_S` to stop."""
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name} received: stopping the sweep, then writing its tables (Ctrl-C "
+              "again to stop at once)", file=sys.stderr, flush=True)
+        self._watchdog = threading.Timer(DEADLINE_S, self._give_up)
+        self._watchdog.daemon = True
+        self._watchdog.start()
 
     def _give_up(self) -> None:
         print(f"Ray did not stop within {DEADLINE_S:.0f} s of the signal (it may have been signalled too); "
@@ -110,6 +142,19 @@ class Interrupts:
             signal.signal(sig, self._handle)
 
     reinstall = install
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["Interrupts"]:
+        """Handlers on for the sweep, the ones before put back after (in-process callers, tests)."""
+        before = {sig: signal.getsignal(sig) for sig in SIGNALS}
+        self.install()
+        try:
+            yield self
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
 
     def finishing(self) -> None:
         """From now on the first signal only marks the sweep interrupted: what remains is writing tables."""

@@ -16,17 +16,25 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 import uuid
 from typing import Any
+
+from pipeline.interrupts import (RESUME_HINT, Interrupted, Interrupts, exit_on_signals_until_ready,
+                                 ray_imported_without_crash_handler)
+
+if __name__ == "__main__":  # before the heavy imports below: a Ctrl-C while they load exits cleanly
+    exit_on_signals_until_ready()
+    with ray_imported_without_crash_handler():
+        import ray  # noqa: F401 - imported here, once, for that setting
 
 from hiddennets.algorithms import total_epochs
 from hiddennets.config import shown
 from hiddennets.errors import ConfigError
 from pipeline.asha_phases import check_asha_comparable
 from pipeline.cli import run_main
-from pipeline.interrupts import RESUME_HINT, Interrupted, Interrupts
 from pipeline.spec import SweepSpec, load_sweep, parse_overrides
 from pipeline.sweep_view import SweepTrial, check_sweep_name, expand_trials, record_version, write_view
 
@@ -224,9 +232,8 @@ def main(argv: list[str]) -> int:
         print(describe(spec, trials, RunStore(spec.storage)), flush=True)
         print(check_datasets(trials))
         return 0
-    interrupts = Interrupts()
-    interrupts.install()
-    return run_sweep(args, spec, trials, interrupts)
+    with Interrupts().installed() as interrupts:
+        return run_sweep(args, spec, trials, interrupts)
 
 
 def run_sweep(args, spec: SweepSpec, trials: list[SweepTrial], interrupts: Interrupts) -> int:
@@ -315,7 +322,13 @@ def ray_session(args, spec: SweepSpec, interrupts: Interrupts):
         use_cluster_token()
     import ray
     try:
-        ray.init(address=args.address, logging_level=logging.WARNING, configure_logging=True)
+        try:
+            ray.init(address=args.address, logging_level=logging.WARNING, configure_logging=True)
+        except SystemExit as exc:  # SIGTERM while Ray starts: Ray's own handler of that moment exits so
+            if exc.code != signal.SIGTERM:
+                raise
+            interrupts.note(signal.SIGTERM)
+            raise Interrupted from None
         interrupts.reinstall()  # ray.init installs its own SIGTERM handler (a stack dump, then abort)
         warn_token_permissions()
         check_resources(spec.resources, args.wait_for_nodes)
