@@ -70,10 +70,7 @@ class Interrupted(BaseException):
 def _kill_descendants() -> None:
     """Kill every process this one started (the local Ray it began, its workers): a second Ctrl-C
     must not leave them running. Only our own descendants: never another Ray on the machine."""
-    try:
-        import psutil  # Ray's own dependency
-    except ImportError:
-        return
+    import psutil
     for child in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
             child.kill()

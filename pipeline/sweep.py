@@ -340,7 +340,7 @@ def ray_session(args, spec: SweepSpec, interrupts: Interrupts):
 
 
 def local_ray_processes() -> list:
-    import psutil  # Ray's own dependency
+    import psutil
     return psutil.Process().children(recursive=True)
 
 
