@@ -123,8 +123,8 @@ def planned_epochs(trials: pd.DataFrame) -> pd.Series:
 
 
 def early_stopping_savings(trials: pd.DataFrame) -> dict[str, float]:
-    """What early stopping saved: epochs not run by stopped trials, against the full budget.
-    Seconds saved are estimated from each stopped trial's own mean seconds per epoch."""
+    """What early stopping saved: epochs not run by the trials the scheduler stopped (status
+    stopped_early; never an interrupted or pending trial), against the full budget. Seconds saved are estimated from each stopped trial's own mean seconds per epoch."""
     planned = planned_epochs(trials)
     done = trials["epochs_completed"].fillna(0).astype(int)
     stopped = trials["status"] == "stopped_early"
@@ -132,6 +132,9 @@ def early_stopping_savings(trials: pd.DataFrame) -> dict[str, float]:
     per_epoch = (trials["wall_time_s"] / done.where(done > 0)).fillna(0) if "wall_time_s" in trials else 0 * done
     return {"trials": len(trials), "completed": int((trials["status"] == "completed").sum()),
             "stopped_early": int(stopped.sum()), "errored": int((trials["status"] == "errored").sum()),
+            # not finished: interrupted (some epochs), pending (none yet), running, damaged
+            "unfinished": {status: int(n) for status, n in trials["status"].value_counts().items()
+                           if status not in ("completed", "stopped_early", "errored")},
             "epochs_planned": int(planned.sum()), "epochs_run": int(done.sum()), "epochs_saved": int(saved.sum()),
             "fraction_saved": float(saved.sum() / planned.sum()) if planned.sum() else 0.0,
             "seconds_run": float(trials["wall_time_s"].fillna(0).sum()) if "wall_time_s" in trials else 0.0,

@@ -76,14 +76,17 @@ def phase_table(trials: pd.DataFrame, setting: list[str]) -> pd.DataFrame | None
 
 
 def savings_text(s: dict) -> str:
+    unfinished = "".join(f", {n} {status}" for status, n in sorted(s.get("unfinished", {}).items()))
     counts = (f"{s['trials']} trials: {s['completed']} completed, {s['stopped_early']} stopped early, "
-              f"{s['errored']} errored. They ran {s['epochs_run']} of the {s['epochs_planned']} epochs a full "
+              f"{s['errored']} errored{unfinished}. They ran {s['epochs_run']} of the {s['epochs_planned']} epochs a full "
               f"run of every trial would take")
+    note = (" The sweep is not finished (run the same command to resume): its unfinished trials' remaining "
+            "epochs are not counted as saved." if unfinished else "")
     if not s["stopped_early"]:
-        return counts + f"; no trial was stopped early (the trials ran {s['seconds_run']:.0f} s in all)."
+        return counts + f"; no trial was stopped early (the trials ran {s['seconds_run']:.0f} s in all).{note}"
     return counts + (f"; early stopping saved {s['epochs_saved']} epochs ({100 * s['fraction_saved']:.1f}% of "
                      f"the budget), about {s['seconds_saved_estimate']:.0f} s of compute at each stopped trial's "
-                     f"own seconds per epoch (the trials ran {s['seconds_run']:.0f} s in all).")
+                     f"own seconds per epoch (the trials ran {s['seconds_run']:.0f} s in all).{note}")
 
 
 def comparison_text(trials: pd.DataFrame, reference: pd.DataFrame) -> str:

@@ -51,7 +51,17 @@ def assert_interrupted_cleanly(storage: Path, name: str, log: str) -> pd.DataFra
     for trial in trials[trials.status == "stopped_early"].itertuples():
         assert trial.asha_rung == trial.epochs_completed and trial.asha_value < trial.asha_cutoff, trial
     assert_epochs_whole(trials, epochs)
-    assert (storage / name / "report" / "report.md").is_file()
+    # the report counts what ASHA saved from the trials it stopped only, and says the sweep is unfinished
+    report = (storage / name / "report" / "report.md").read_text()
+    counts = trials.status.value_counts()
+    unfinished = "".join(f", {counts[s]} {s}" for s in sorted(counts.index)
+                         if s not in ("completed", "stopped_early", "errored"))
+    assert (f"4 trials: {counts.get('completed', 0)} completed, {counts.get('stopped_early', 0)} stopped early, "
+            f"0 errored{unfinished}. They ran {trials.epochs_completed.sum()} of the") in report, report
+    saved = sum(trials.epochs_planned[trials.status == "stopped_early"]
+                - trials.epochs_completed[trials.status == "stopped_early"])
+    assert (f"early stopping saved {saved} epochs" in report) if saved else ("no trial was stopped early" in report)
+    assert ("The sweep is not finished" in report) == bool(unfinished)
     assert last_line(log) == RESUME_HINT, log[-2000:]
     assert "Traceback" not in log and "Tuner.restore" not in log, log[-4000:]
     return trials
