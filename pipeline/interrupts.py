@@ -71,9 +71,11 @@ def _kill_descendants() -> None:
     """Kill every process this one started (the local Ray it began, its workers): a second Ctrl-C
     must not leave them running. Only our own descendants: never another Ray on the machine."""
     import psutil
-    for child in psutil.Process().children(recursive=True):
+    children = psutil.Process().children(recursive=True)
+    for child in children:
         with contextlib.suppress(psutil.Error):
             child.kill()
+    psutil.wait_procs(children, timeout=5)  # dead, so their run leases are released
 
 
 class Interrupts:
@@ -118,6 +120,7 @@ class Interrupts:
     def _give_up(self) -> None:
         print(f"Ray did not stop within {DEADLINE_S:.0f} s of the signal (it may have been signalled too); "
               "writing the tables from the run store", file=sys.stderr, flush=True)
+        _kill_descendants()  # first: no trial of ours may commit an epoch after the tables are written
         if self.write_tables is not None:
             try:
                 self.write_tables()
@@ -125,7 +128,6 @@ class Interrupts:
                 print(f"tables not written ({type(exc).__name__}: {exc}); the last ones stay readable",
                       file=sys.stderr, flush=True)
         print(RESUME_HINT, file=sys.stderr, flush=True)
-        _kill_descendants()
         os._exit(self.exit_code)
 
     def settled(self) -> None:

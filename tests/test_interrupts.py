@@ -166,3 +166,38 @@ def test_asha_runs_each_trial_to_its_own_epochs(tmp_path, base, axis):
             assert planned[trial.trial_id] == 4 and trial.asha_value < trial.asha_cutoff
     first = trials.set_index("trial_id").loc[trials_in_order[0].id]
     assert first.status == "completed" and first.epochs_completed == 4
+
+
+@pytest.mark.slow
+def test_a_ray_that_does_not_stop_after_sigterm_still_leaves_the_tables_and_the_exit_code(tmp_path):
+    # Ray's GCS and raylet frozen (SIGSTOP), as if a preemption had taken them first: Tune cannot stop
+    # its trials nor Ray shut down, so after the deadline the tables come from the run store alone
+    from pipeline.interrupts import DEADLINE_S
+    spec = write_spec(tmp_path, "frozen", base={"epochs": 6}, grid=GRID, scheduler=ASHA)
+    out, log = tmp_path / "out", tmp_path / "frozen.log"
+    driver = start(spec, out, log=log)
+    wait_for(lambda: sum(epochs_in_store(out).values()) >= 2, driver, "two epochs")
+    frozen = [pid for pid in session_members(driver.pid)
+              if any(name in Path(f"/proc/{pid}/cmdline").read_bytes() for name in (b"gcs_server", b"raylet"))]
+    assert len(frozen) >= 2, frozen
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    sent = time.time()
+    os.kill(driver.pid, signal.SIGTERM)
+    try:
+        assert driver.wait(timeout=DEADLINE_S + 40) == 143
+    finally:
+        for pid in frozen:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        kill_session(driver)
+    assert time.time() - sent < DEADLINE_S + 30
+    text = log.read_text()
+    assert f"Ray did not stop within {DEADLINE_S:.0f} s of the signal" in text, text[-3000:]
+    assert last_line(text) == RESUME_HINT
+    trials, epochs = tables(out, "frozen")
+    assert len(trials) == 4 and set(trials.status) <= {"completed", "stopped_early", "interrupted", "pending"}
+    assert_epochs_whole(trials, epochs)
+    assert sum(epochs_in_store(out).values()) == len(epochs)  # every committed epoch is in the tables
