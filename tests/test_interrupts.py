@@ -1,7 +1,9 @@
 """Real signals to a real sweep (Ray on CPU): Ctrl-C and SIGTERM stop it cleanly with exit 130/143,
 statuses `interrupted` and `pending`, the tables and the report written and the resume hint last; a
 second Ctrl-C stops at once; the same command then completes it exactly as an uninterrupted run.
-Also: ASHA runs each trial to its own epochs, progress lines, and a healthy sweep prints no ERROR."""
+Also: a Ray that cannot stop (the deadline), ASHA running each trial to its own epochs, progress
+lines, and a healthy sweep printing no ERROR. All in the slow tier; the fast tier's ASHA sweep in
+test_sweep.py checks the progress lines and the clean console too."""
 from __future__ import annotations
 
 import os
@@ -67,6 +69,7 @@ def assert_interrupted_cleanly(storage: Path, name: str, log: str) -> pd.DataFra
     return trials
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_sweep_cleanly_and_the_same_command_completes_it(tmp_path):
     spec = write_spec(tmp_path, "term", base={"epochs": 6}, grid=GRID, scheduler=ASHA)
     out, log = tmp_path / "out", tmp_path / "term.log"

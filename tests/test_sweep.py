@@ -47,6 +47,13 @@ def test_asha_stops_hopeless_trials_and_every_epoch_is_in_the_tables(tmp_path):
     proc = run_cli("pipeline.sweep", str(spec), "--storage", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"results: {tmp_path / 'out' / 'asha'}/trials.parquet" in proc.stdout
+    # a healthy sweep's console: progress lines with done/total and an ETA, no ERROR, no traceback
+    console = proc.stdout + proc.stderr
+    assert "ERROR" not in console and "Traceback" not in console, console[-4000:]
+    assert re.search(r"^progress: \d/4 trials done.* \| epochs \d+/\d+ \| ETA \d+(m\d\ds|s) at [0-9.]+ epochs/s", console,
+                     re.M), console[-3000:]
+    assert re.search(r"^progress: 4/4 trials done \(\d completed, \d stopped_early\) \| epochs (\d+)/\1 \| "
+                     r"best val_acc \d+\.\d\d \([0-9a-f]{10}\)$", console, re.M), console[-3000:]
     trials, epochs = tables(tmp_path / "out", "asha")
     assert len(trials) == 4 and set(trials.status) <= {"completed", "stopped_early"}
     stopped = trials[trials.status == "stopped_early"]
