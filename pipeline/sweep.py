@@ -20,7 +20,6 @@ import signal
 import sys
 import time
 import uuid
-from typing import Any
 
 from pipeline.interrupts import (RESUME_HINT, Interrupted, Interrupts, exit_on_signals_until_ready,
                                  ray_imported_without_crash_handler)

@@ -38,6 +38,15 @@ def wait_for(condition, driver: subprocess.Popen, what: str, timeout: float = 18
         time.sleep(0.2)
 
 
+def training_sweep(tmp_path: Path, name: str) -> tuple[Path, Path, Path, subprocess.Popen]:
+    """A 4-trial ASHA sweep's driver, returned once two epochs are in the run store."""
+    spec = write_spec(tmp_path, name, base={"epochs": 6}, grid=GRID, scheduler=ASHA)
+    out, log = tmp_path / "out", tmp_path / f"{name}.log"
+    driver = start(spec, out, log=log)
+    wait_for(lambda: sum(epochs_in_store(out).values()) >= 2, driver, "two epochs")
+    return spec, out, log, driver
+
+
 def last_line(text: str) -> str:
     return [line for line in text.splitlines() if line.strip()][-1]
 
@@ -71,10 +80,7 @@ def assert_interrupted_cleanly(storage: Path, name: str, log: str) -> pd.DataFra
 
 @pytest.mark.slow
 def test_sigterm_stops_a_sweep_cleanly_and_the_same_command_completes_it(tmp_path):
-    spec = write_spec(tmp_path, "term", base={"epochs": 6}, grid=GRID, scheduler=ASHA)
-    out, log = tmp_path / "out", tmp_path / "term.log"
-    driver = start(spec, out, log=log)
-    wait_for(lambda: sum(epochs_in_store(out).values()) >= 2, driver, "two epochs")
+    spec, out, log, driver = training_sweep(tmp_path, "term")
     os.kill(driver.pid, signal.SIGTERM)  # as `kill PID` or a preemption notice would
     assert driver.wait(timeout=60) == 143
     trials = assert_interrupted_cleanly(out, "term", log.read_text())
@@ -176,10 +182,7 @@ def test_a_ray_that_does_not_stop_after_sigterm_still_leaves_the_tables_and_the_
     # Ray's GCS and raylet frozen (SIGSTOP), as if a preemption had taken them first: Tune cannot stop
     # its trials nor Ray shut down, so after the deadline the tables come from the run store alone
     from pipeline.interrupts import DEADLINE_S
-    spec = write_spec(tmp_path, "frozen", base={"epochs": 6}, grid=GRID, scheduler=ASHA)
-    out, log = tmp_path / "out", tmp_path / "frozen.log"
-    driver = start(spec, out, log=log)
-    wait_for(lambda: sum(epochs_in_store(out).values()) >= 2, driver, "two epochs")
+    _, out, log, driver = training_sweep(tmp_path, "frozen")
     frozen = [pid for pid in session_members(driver.pid)
               if any(name in Path(f"/proc/{pid}/cmdline").read_bytes() for name in (b"gcs_server", b"raylet"))]
     assert len(frozen) >= 2, frozen
