@@ -26,8 +26,6 @@ from pipeline.interrupts import (RESUME_HINT, Interrupted, Interrupts, exit_on_s
 
 if __name__ == "__main__":  # before the heavy imports below: a Ctrl-C while they load exits cleanly
     exit_on_signals_until_ready()
-    with ray_imported_without_crash_handler():
-        import ray  # noqa: F401 - imported here, once, for that setting
 
 from hiddennets.algorithms import total_epochs
 from hiddennets.config import shown
@@ -212,6 +210,11 @@ def check_datasets(trials: list[SweepTrial]) -> str:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    from pipeline.cluster import use_cluster_token
+    if args.address:
+        use_cluster_token()  # Ray reads its auth mode when it is imported: first
+    with ray_imported_without_crash_handler():
+        import ray  # noqa: F401 - imported here, once, with that setting (sampled axes import Tune next)
     overrides = parse_overrides(args.overrides + args.more)
     if args.name is not None:
         overrides["name"] = args.name
