@@ -1,7 +1,8 @@
 """One summary of an epoch history, used by result.json, trials.parquet and `phase_results`.
 
-A history is the list of epoch rows in order (dicts with at least epoch, phase, val_acc, test_acc).
-The best-validation epoch is the first one with the highest val_acc.
+A history is the list of epoch rows in order (dicts with at least epoch, phase, test_acc, and
+val_acc unless the run holds out no validation split: `val_fraction: 0`). The best-validation epoch
+is the first one with the highest val_acc; a run without validation has none.
 """
 from __future__ import annotations
 
@@ -15,21 +16,32 @@ Row = Mapping[str, Any]
 class PhaseSummary:
     name: str
     end: Row        # the phase's last epoch
-    best_val: Row   # the phase's best-validation epoch
+    best_val: Row | None   # the phase's best-validation epoch (None: no validation split)
 
 
 @dataclass(frozen=True)
 class HistorySummary:
     epochs_completed: int
     last: Row
-    best_val: Row
+    best_val: Row | None  # None: the run has no validation split
     best_test_acc: float
     seconds: float
     phases: list[PhaseSummary]  # in the order the phases ran
 
 
-def _best_val(rows: Sequence[Row]) -> Row:
-    return max(rows, key=lambda r: r["val_acc"])  # max keeps the first of equal values
+def present(value: Any) -> bool:
+    """A metric that was measured: tables carry a missing one as None or NaN."""
+    return value is not None and value == value
+
+
+def _best_val(rows: Sequence[Row]) -> Row | None:
+    scored = [r for r in rows if present(r.get("val_acc"))]
+    return max(scored, key=lambda r: r["val_acc"]) if scored else None  # max keeps the first of equal values
+
+
+def at(row: Row | None, key: str) -> Any:
+    """`row[key]`, or None where there is no such epoch (no best-validation epoch without validation)."""
+    return None if row is None else row.get(key)
 
 
 def summarise(history: Sequence[Row]) -> HistorySummary:
@@ -49,7 +61,8 @@ def result_json(history: Sequence[Row], run_dir: str) -> dict[str, Any]:
     """The result of a run (result.json, what `train` returns): last epoch, best-val epoch, phase ends."""
     s = summarise(history)
     return {"run_dir": run_dir, "epochs_completed": s.epochs_completed, "final": dict(s.last),
-            "best_val_acc": s.best_val["val_acc"], "best_epoch": s.best_val["epoch"],
-            "test_acc_at_best_val": s.best_val["test_acc"],
-            "phases": {p.name: {"epoch": p.end["epoch"], "val_acc": p.end["val_acc"], "test_acc": p.end["test_acc"]}
+            "best_val_acc": at(s.best_val, "val_acc"), "best_epoch": at(s.best_val, "epoch"),
+            "test_acc_at_best_val": at(s.best_val, "test_acc"), "best_test_acc": s.best_test_acc,
+            "last_test_acc": s.last["test_acc"],
+            "phases": {p.name: {"epoch": p.end["epoch"], "val_acc": p.end.get("val_acc"), "test_acc": p.end["test_acc"]}
                        for p in s.phases}}

@@ -22,7 +22,8 @@ def epoch_seed(cfg: RunConfig, epoch: int, rank: int) -> int:
 
 
 def make_loaders(cfg: RunConfig, info: DistInfo, datasets: tuple[Dataset, Dataset, Dataset]):
-    """(train loader, its sampler, val loader, test loader); training data sharded by rank."""
+    """(train loader, its sampler, val loader, test loader); training data sharded by rank. The val
+    loader is None when the run holds out nothing (`val_fraction: 0`, the seeds' own protocol)."""
     train_ds, val_ds, test_ds = datasets
     sampler = DistributedSampler(train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
                                  seed=cfg.seed, drop_last=False)
@@ -36,7 +37,7 @@ def make_loaders(cfg: RunConfig, info: DistInfo, datasets: tuple[Dataset, Datase
         part = Subset(ds, range(info.rank, len(ds), info.world_size))
         return DataLoader(part, batch_size=cfg.eval_batch_size, shuffle=False, **common)
 
-    return train, sampler, shard(val_ds), shard(test_ds)
+    return train, sampler, (shard(val_ds) if len(val_ds) else None), shard(test_ds)
 
 
 def seed_epoch(cfg: RunConfig, epoch: int, info: DistInfo, sampler: DistributedSampler, loader: DataLoader) -> None:
@@ -104,7 +105,8 @@ def evaluate(model: nn.Module, loader: DataLoader, cfg: RunConfig, device: torch
     return _summarise(sums, info, prefix)
 
 
-def evaluate_splits(net: nn.Module, val_loader: DataLoader, test_loader: DataLoader, cfg: RunConfig,
+def evaluate_splits(net: nn.Module, val_loader: DataLoader | None, test_loader: DataLoader, cfg: RunConfig,
                     device: torch.device, info: DistInfo) -> dict[str, float]:
-    return {**evaluate(net, val_loader, cfg, device, info, "val"),
+    """val_* and test_* metrics; no val_* at all without a validation split (an empty split would read 0%)."""
+    return {**({} if val_loader is None else evaluate(net, val_loader, cfg, device, info, "val")),
             **evaluate(net, test_loader, cfg, device, info, "test")}

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from hiddennets.algorithms import ALGORITHMS, TwoPhaseReport
 from hiddennets.errors import ConfigError
-from hiddennets.history import summarise
+from hiddennets.history import at, summarise
 from pipeline.storage import filesystem, is_uri
 from pipeline.tables import config_column_names
 
@@ -163,8 +163,8 @@ def phase_results(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
         for phase in summarise(group.sort_values("epoch", kind="stable").to_dict("records")).phases:
             rows.append({"trial_id": trial_id, "phase": phase.name, "phase_end_epoch": int(phase.end["epoch"]),
                          "phase_density": phase.end["measured_density"], "phase_last_val_acc": phase.end["val_acc"],
-                         "phase_last_test_acc": phase.end["test_acc"], "phase_best_val_acc": phase.best_val["val_acc"],
-                         "phase_test_acc_at_best_val": phase.best_val["test_acc"]})
+                         "phase_last_test_acc": phase.end["test_acc"], "phase_best_val_acc": at(phase.best_val, "val_acc"),
+                         "phase_test_acc_at_best_val": at(phase.best_val, "test_acc")})
     ends = pd.DataFrame(rows).sort_values(["trial_id", "phase_end_epoch"], kind="stable")
     settings = [c for c in setting_columns(trials) + ["seed", "status"] if c in trials.columns]
     return ends.merge(trials[["trial_id", *settings]], on="trial_id", how="left").reset_index(drop=True)

@@ -35,3 +35,15 @@ def check_asha_comparable(trials) -> None:
                 f"phase '{timeline[epoch - 1]}' ({_layout(trial.config)}) and trial {longest_trial.id} in "
                 f"'{longest[epoch - 1]}' ({_layout(longest_trial.config)}); split the sweep so each has one "
                 "phase layout, or use scheduler: {name: fifo}")
+
+
+def check_metric_measured(metric: str, trials) -> None:
+    """Refuse ASHA on a validation metric for trials that hold out no validation split: it would rank
+    on values that are never measured."""
+    if not metric.startswith("val_"):
+        return
+    for trial in trials:
+        if trial.config.val_fraction == 0:
+            raise ConfigError(
+                f"scheduler.metric: asha ranks trials on {metric}, but trial {trial.id} has val_fraction 0 (no "
+                "validation split, so no val metric); give val_fraction > 0, or use scheduler: {name: fifo}")

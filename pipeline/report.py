@@ -18,7 +18,7 @@ import pandas as pd
 from hiddennets.errors import ConfigError
 from pipeline import analysis, plots
 from pipeline.cli import run_main
-from pipeline.published import compare, published
+from pipeline.published import PROTOCOLS, compare, published
 from pipeline.storage import write_bytes, write_text
 
 METRICS = ["test_acc_at_best_val", "best_val_acc", "last_test_acc"]
@@ -101,9 +101,13 @@ def comparison_text(trials: pd.DataFrame, reference: pd.DataFrame) -> str:
         "published": [f"{p:.2f}" if pd.isna(s) else f"{p:.2f} ± {s:.2f}"
                       for p, s in zip(table["published"], table["published_std"])],
         "ours": [mean_std(m, s, c) for m, s, c in zip(table["ours_mean"], table["ours_std"], table["ours_count"])],
-        "ours − published": [f"{d:+.2f}" if not pd.isna(d) else "–" for d in table["difference"]]})
-    return ("Ours is the mean ± std (seeds) of test accuracy at the epoch of best validation accuracy, in %.\n\n"
-            + markdown_table(shown))
+        "ours − published": [f"{d:+.2f}" if not pd.isna(d) else "–" for d in table["difference"]],
+        "protocol": [PROTOCOLS[p][1] for p in table["protocol"]],
+        "not counted": [t or "–" for t in table["left_out"]]})
+    return ("Ours is the mean ± std over seeds, in %, of the completed trials only, each measured as its "
+            "paper measured it (the protocol column: the seeds' code reports the best test accuracy over "
+            "epochs, or the last epoch's). Trials stopped early, errored or unfinished are not counted: they "
+            "are listed apart.\n\n" + markdown_table(shown))
 
 
 def figures(trials: pd.DataFrame, epochs: pd.DataFrame, setting: list[str]) -> list[plots.Plot]:

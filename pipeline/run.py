@@ -52,11 +52,21 @@ def main(argv: list[str]) -> int:
     print(f"run {cfg.name}: {cfg.algo} on {cfg.arch}/{cfg.dataset}, density {cfg.density}, seed {cfg.seed} -> {run_dir}",
           flush=True)
     result = train(cfg, run_dir, log=lambda line: print(line, flush=True))
-    final = result["final"]
-    print(f"done: test {final['test_acc']:.2f}%  val {final['val_acc']:.2f}%  density {final['density']:.4f}  "
-          f"(best val {result['best_val_acc']:.2f}% at epoch {result['best_epoch']})")
+    print(f"done: {result_line(result)}")
     print(f"outputs: {result['run_dir']}  (metrics.jsonl, result.json, checkpoint.pt, tb/)")
     return 0
+
+
+def result_line(result: dict) -> str:
+    """The last epoch's accuracies and the best ones; without a validation split, no val at all."""
+    final = result["final"]
+    best_test = f"best test {result['best_test_acc']:.2f}%" if result.get("best_test_acc") is not None else ""
+    if result.get("best_val_acc") is None:
+        return (f"test {final['test_acc']:.2f}%  density {final['density']:.4f}  "
+                f"({best_test}{'; ' if best_test else ''}no validation split: val_fraction 0)")
+    return (f"test {final['test_acc']:.2f}%  val {final['val_acc']:.2f}%  density {final['density']:.4f}  "
+            f"(best val {result['best_val_acc']:.2f}% at epoch {result['best_epoch']}{', ' if best_test else ''}"
+            f"{best_test})")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ if __name__ == "__main__":  # before the heavy imports below: a Ctrl-C while the
 from hiddennets.algorithms import total_epochs
 from hiddennets.config import shown
 from hiddennets.errors import ConfigError
-from pipeline.asha_phases import check_asha_comparable
+from pipeline.asha_phases import check_asha_comparable, check_metric_measured
 from pipeline.cli import run_main
 from pipeline.spec import SweepSpec, load_sweep, parse_overrides
 from pipeline.sweep_view import SweepTrial, check_sweep_name, expand_trials, record_version, write_view
@@ -229,6 +229,7 @@ def main(argv: list[str]) -> int:
     trials = expand_trials(spec)
     if spec.scheduler.name == "asha":
         check_asha_comparable(trials)
+        check_metric_measured(spec.scheduler.metric, trials)
     if args.dry_run:
         from pipeline.run_store import RunStore
         print(describe(spec, trials, RunStore(spec.storage)), flush=True)

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from hiddennets.algorithms import ALGORITHMS, total_epochs
 from hiddennets.config import RunConfig, flatten
-from hiddennets.history import summarise
+from hiddennets.history import at, summarise
 from hiddennets.identity import applicable, config_hash, default_config
 from pipeline.storage import filesystem
 
@@ -112,8 +112,9 @@ def trial_row(sweep: str, record: TrialRecord, epochs: pd.DataFrame, versions: s
     if len(epochs):
         s = summarise(epochs.to_dict("records"))
         best, last = s.best_val, s.last
-        row.update({"best_val_acc": best["val_acc"], "best_epoch": int(best["epoch"]),
-                    "test_acc_at_best_val": best["test_acc"], "best_test_acc": s.best_test_acc,
+        # without a validation split (val_fraction: 0) the val columns stay empty, never zero
+        row.update({"best_val_acc": at(best, "val_acc"), "best_epoch": None if best is None else int(best["epoch"]),
+                    "test_acc_at_best_val": at(best, "test_acc"), "best_test_acc": s.best_test_acc,
                     "last_val_acc": last["val_acc"], "last_test_acc": last["test_acc"],
                     "last_val_loss": last["val_loss"], "last_train_loss": last["train_loss"],
                     "last_density": last["measured_density"], "wall_time_s": s.seconds,
