@@ -26,13 +26,13 @@ from hiddennets.algorithms import ALGORITHMS, Algorithm, Phase
 from hiddennets.build import build_model
 from hiddennets.checkpoint import load_latest_checkpoint, write_json
 from hiddennets.config import RunConfig
-from hiddennets.data import build_datasets
+from hiddennets.data import DATASETS, build_datasets
 from hiddennets.distributed import DistInfo, barrier, broadcast_error, dist_info
 from hiddennets.errors import CheckpointError, ConfigError, DivergedError
 from hiddennets.folder_lock import describe, folder_lock
 from hiddennets.history import result_json
 from hiddennets.identity import config_diff, config_hash
-from hiddennets.layers import measured_density
+from hiddennets.cost import CostMeter
 from hiddennets.loops import evaluate_splits, make_loaders, seed_epoch, train_epoch
 from hiddennets.outputs import CHECKPOINT, CHECKPOINT_FORMAT, EpochEnd, Output, default_outputs
 from hiddennets.run_dir import claim_run_dir, default_run_dir
@@ -128,6 +128,7 @@ class _Run:
     outputs: list[Output]
     callbacks: list[EpochCallback]
     total: int
+    cost: CostMeter
 
     def start_phase(self, phase: Phase, fresh: bool, saved: dict[str, Any] | None):
         """The phase's optimisers and schedules (restored when resuming inside it), and the network to run."""
@@ -174,7 +175,9 @@ class _Run:
         if undeclared:  # the tables' columns come from the declaration: an undeclared metric would be lost
             raise TypeError(f"algorithm '{algorithm.name}' reports undeclared metrics {undeclared}; add them to its metrics")
         metrics.update(extra)
-        metrics["density"] = measured_density(model)
+        cost = self.cost.measure(model)  # density, parameters and FLOPs kept, each masked layer's counts
+        metrics["density"] = cost.pop("density")
+        metrics.update(cost)
         metrics["seconds"] = time.perf_counter() - begin
         return metrics
 
@@ -252,8 +255,9 @@ def _train_locked(cfg: RunConfig, run_dir: Path, datasets, info: DistInfo, callb
             log(f"resuming {run_dir} from epoch {state.epoch}")
 
     outputs = default_outputs(run_dir, log, tensorboard) if info.is_main else []
+    data = DATASETS[cfg.dataset].info
     run = _Run(cfg, run_dir, algorithm, model, device, info, make_loaders(cfg, info, datasets), outputs,
-               callbacks, total)
+               callbacks, total, CostMeter(data.in_channels, data.image_size))
     try:
         phase_start = 0
         for phase in phases:

@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from hiddennets.algorithms import ALGORITHMS, TwoPhaseReport
@@ -31,7 +32,8 @@ DEFAULT_METRICS = ["test_acc_at_best_val", "best_val_acc", "last_test_acc"]
 
 
 REQUIRED = {"trials.parquet": ("trial_id", "status", "algo", "density"),
-            "epochs.parquet": ("trial_id", "epoch", "val_acc", "test_acc")}
+            "epochs.parquet": ("trial_id", "epoch", "val_acc", "test_acc"),
+            "layers.parquet": ("trial_id", "epoch", "layer", "kept", "total")}
 
 
 def _read_parquet(uri: str) -> pd.DataFrame:
@@ -68,6 +70,47 @@ def load(sweep_path: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     if not is_uri(base) and os.path.isfile(base):
         raise ConfigError(f"{base}: is a file; give the sweep folder holding trials.parquet and epochs.parquet")
     return _read_parquet(f"{base}/trials.parquet"), upgrade_epochs(_read_parquet(f"{base}/epochs.parquet"))
+
+
+def load_layers(sweep_path: str) -> pd.DataFrame:
+    """layers.parquet of the sweep: each masked layer's kept weights per trial and epoch (empty for a
+    sweep written before the table existed)."""
+    fs, path = filesystem(f"{sweep_path.rstrip('/')}/layers.parquet")
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return pd.DataFrame(columns=["trial_id", "epoch", "phase", "layer", "shape", "total", "kept", "kept_fraction",
+                                     "flops_dense"])
+    return _read_parquet(f"{sweep_path.rstrip('/')}/layers.parquet")
+
+
+def results_view(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """The trials as results. A trial of an algorithm whose phases are results of their own (IMP's
+    levels) becomes one row per phase it reached: at the density that phase measured, with that
+    phase's accuracies and cost, `completed` once the phase ran all its epochs; `level` names the
+    phase (empty for every other trial). Other trials are as they are."""
+    own = [name for name, algorithm in ALGORITHMS.items() if algorithm.results_per_phase]
+    chosen = trials["algo"].isin(own) if "algo" in trials else pd.Series(False, index=trials.index)
+    if not chosen.any():
+        return trials
+    epochs = upgrade_epochs(epochs)
+    rows = []
+    for _, trial in trials[chosen].iterrows():
+        mine = epochs[epochs["trial_id"] == trial["trial_id"]].sort_values("epoch", kind="stable").to_dict("records")
+        if not mine:
+            continue  # nothing trained yet: no level has a density to show
+        for phase in summarise(mine).phases:
+            part = [r for r in mine if (r.get("phase") or "train") == phase.name]
+            density = round(float(phase.end["measured_density"]), 6)
+            row = trial.to_dict()
+            row.update({"level": phase.name, "density": density, "sparsity": round(1.0 - density, 12),
+                        "status": "completed" if len(part) == int(trial["epochs"]) else trial["status"],
+                        "epochs_completed": len(part), "best_val_acc": at(phase.best_val, "val_acc"),
+                        "test_acc_at_best_val": at(phase.best_val, "test_acc"),
+                        "best_test_acc": max(r["test_acc"] for r in part), "last_test_acc": phase.end["test_acc"],
+                        "last_val_acc": phase.end.get("val_acc"), "last_density": phase.end["measured_density"],
+                        "params_kept": phase.end.get("params_kept"), "flops_effective": phase.end.get("flops_effective")})
+            rows.append(row)
+    levels = pd.DataFrame(rows)
+    return pd.concat([trials[~chosen].assign(level=""), levels], ignore_index=True)
 
 
 def two_phase_algorithms() -> dict[str, TwoPhaseReport]:

@@ -76,11 +76,28 @@ def _colors(labels: Sequence[str]) -> dict[str, str]:
     return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
 
 
+METRIC_LABELS = {"test_acc_at_best_val": "test acc. at best val (%)", "best_test_acc": "best test acc. (%)",
+                 "last_test_acc": "last test acc. (%)"}
+
+
 def accuracy_vs_density(table: pd.DataFrame, name: str, title: str, line_by: Sequence[str],
                         metric: str = "test_acc_at_best_val") -> Plot:
     """One panel per algorithm, one line per `line_by` value (the init, and whatever else varies),
     mean over seeds with std error bars, log density axis. `table` is over_seeds() output for one
     dataset and arch. A triangle marks a point where early stopping cut at least one seed short."""
+    return _accuracy_vs(table, name, title, line_by, metric, "density", "density (fraction of weights kept)")
+
+
+def accuracy_vs_flops(table: pd.DataFrame, name: str, title: str, line_by: Sequence[str],
+                      metric: str = "test_acc_at_best_val") -> Plot:
+    """As accuracy_vs_density, against the mean effective FLOPs of one forward pass (masks applied;
+    over_seeds() of `flops_effective`), log axis."""
+    return _accuracy_vs(table, name, title, line_by, metric, "flops_effective_mean",
+                        "FLOPs per image, masks applied (log)")
+
+
+def _accuracy_vs(table: pd.DataFrame, name: str, title: str, line_by: Sequence[str], metric: str, x: str,
+                 xlabel: str) -> Plot:
     algos = sorted(table["algo"].unique())
     labels = sorted({label_of(r, line_by) for _, r in table.iterrows()})
     colors = _colors(labels)
@@ -90,22 +107,53 @@ def accuracy_vs_density(table: pd.DataFrame, name: str, title: str, line_by: Seq
         part = table[table["algo"] == algo]
         series = []
         for label in labels:
-            line = part[[label_of(r, line_by) == label for _, r in part.iterrows()]].sort_values("density")
+            line = part[[label_of(r, line_by) == label for _, r in part.iterrows()]].sort_values(x)
             if line.empty or line[f"{metric}_count"].sum() == 0:
                 continue
             series.append(label)
             std = line[f"{metric}_std"].fillna(0.0)
-            ax.errorbar(line["density"], line[f"{metric}_mean"], yerr=std, color=colors[label], label=label,
+            ax.errorbar(line[x], line[f"{metric}_mean"], yerr=std, color=colors[label], label=label,
                         marker="o", markersize=6, linewidth=2, capsize=3)
             cut = line[line["stopped_early"] > 0]
-            ax.plot(cut["density"], cut[f"{metric}_mean"], linestyle="none", marker="v", markersize=9,
+            ax.plot(cut[x], cut[f"{metric}_mean"], linestyle="none", marker="v", markersize=9,
                     color=colors[label])
         ax.set_xscale("log")
-        ticks = sorted(part["density"].unique())  # the grid's densities, not powers of ten
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xlabel("density (fraction of weights kept)")
-        ax.set_ylabel("test acc. at best val (%)")
+        if x == "density":
+            ticks = sorted(part["density"].unique())  # the grid's densities, not powers of ten
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.set_title(algo, fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        panels.append(Panel(algo, series))
+    return _finish(fig, name, title, panels, colors)
+
+
+def layer_densities(table: pd.DataFrame, name: str, title: str) -> Plot:
+    """One panel per algorithm: each masked layer's kept fraction (mean over seeds, at each trial's
+    last epoch), layers in network order on x, one line per setting (`label`). A global pruner's
+    allocation shows here: a layer near 0 is close to collapse."""
+    algos = sorted(table["algo"].unique())
+    labels = sorted(table["label"].unique())
+    colors = _colors(labels)
+    fig = _grid(len(algos), legend_width=2.6)
+    panels = []
+    for ax, algo in zip(fig.axes, algos):
+        part = table[table["algo"] == algo]
+        series = []
+        for label in labels:
+            line = part[part["label"] == label].sort_values("layer_index")
+            if line.empty:
+                continue
+            series.append(label)
+            ax.plot(line["layer_index"], line["kept_fraction"], color=colors[label], label=label, marker="o",
+                    markersize=4, linewidth=1.5)
+        names = part.drop_duplicates("layer_index").sort_values("layer_index")
+        ax.set_xticks(names["layer_index"], names["layer"], rotation=90, fontsize=6)
+        ax.set_yscale("log")
+        ax.set_xlabel("masked layer")
+        ax.set_ylabel("kept fraction")
         ax.set_title(algo, fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
         panels.append(Panel(algo, series))

@@ -21,9 +21,27 @@ from pipeline.cli import run_main
 from pipeline.published import PROTOCOLS, compare, published
 from pipeline.storage import write_bytes, write_text
 
-METRICS = ["test_acc_at_best_val", "best_val_acc", "last_test_acc"]
+METRICS = ["test_acc_at_best_val", "best_val_acc", "best_test_acc", "last_test_acc"]
 METRIC_TITLES = {"test_acc_at_best_val": "test acc. at best val", "best_val_acc": "best val acc.",
-                 "last_test_acc": "last test acc."}
+                 "best_test_acc": "best test acc.", "last_test_acc": "last test acc."}
+COSTS = {"params_kept": "params kept", "flops_effective": "FLOPs / image (masks applied)"}
+
+
+def headline_metric(trials: pd.DataFrame) -> str:
+    """What the plots show: test accuracy at the best-validation epoch, or, for a sweep that holds out
+    no validation split (val_fraction 0), the best test accuracy over epochs (the seeds' protocol)."""
+    measured = "test_acc_at_best_val" in trials and trials["test_acc_at_best_val"].notna().any()
+    return "test_acc_at_best_val" if measured else "best_test_acc"
+
+
+def count_text(value) -> str:
+    """1234567 -> 1.23M: parameter and FLOP counts at a glance."""
+    if pd.isna(value):
+        return "–"
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:.0f}"
 
 
 @dataclass
@@ -56,6 +74,9 @@ def results_table(aggregated: pd.DataFrame, setting: list[str]) -> pd.DataFrame:
         f"{r.completed} / {r.stopped_early} / {r.errored}" for r in aggregated.itertuples()]
     for metric in METRICS:
         out[METRIC_TITLES[metric]] = cells(aggregated, metric)
+    for cost, title in COSTS.items():
+        if f"{cost}_mean" in aggregated:
+            out[title] = [count_text(v) for v in aggregated[f"{cost}_mean"]]
     return out
 
 
@@ -110,29 +131,66 @@ def comparison_text(trials: pd.DataFrame, reference: pd.DataFrame) -> str:
             "are listed apart.\n\n" + markdown_table(shown))
 
 
-def figures(trials: pd.DataFrame, epochs: pd.DataFrame, setting: list[str]) -> list[plots.Plot]:
+def figures(trials: pd.DataFrame, epochs: pd.DataFrame, layers: pd.DataFrame, setting: list[str]) -> list[plots.Plot]:
+    """`trials` as results_view() gives them (IMP: one row per level, at its measured density)."""
     out = []
+    metric = headline_metric(trials)
+    described = plots.METRIC_LABELS[metric].removesuffix(" (%)")
     for (dataset, arch), group in trials.groupby(["dataset", "arch"], sort=True):
         where = f"{dataset} {arch}"
         slug = f"{dataset}_{arch}"
         line_by = [c for c in setting if c not in ("dataset", "arch", "algo", "density")]
-        aggregated = analysis.over_seeds(group, metrics=["test_acc_at_best_val"], by=setting)
-        if aggregated["test_acc_at_best_val_count"].sum():
+        aggregated = analysis.over_seeds(group, metrics=[metric, "flops_effective"], by=setting)
+        if aggregated[f"{metric}_count"].sum():
             out.append(plots.accuracy_vs_density(
                 aggregated, f"accuracy_vs_density_{slug}.png",
-                f"{where}: test accuracy at best validation epoch vs density (mean ± std over seeds)", line_by))
-        curves = analysis.curves(group, epochs, "val_acc", by=setting)
+                f"{where}: {described} vs density (mean ± std over seeds)", line_by, metric))
+            if aggregated["flops_effective_count"].sum():
+                out.append(plots.accuracy_vs_flops(
+                    aggregated, f"accuracy_vs_flops_{slug}.png",
+                    f"{where}: {described} vs FLOPs per image with the masks applied (mean ± std over seeds)",
+                    line_by, metric))
+        per_layer = layer_table(group, layers, setting)
+        if len(per_layer):
+            out.append(plots.layer_densities(
+                per_layer, f"layer_density_{slug}.png",
+                f"{where}: kept fraction of each masked layer at the last epoch (mean over seeds)"))
+        curves_of = "val_acc" if epochs["val_acc"].notna().any() else "test_acc"
+        curves = analysis.curves(group.drop_duplicates("trial_id"), epochs, curves_of, by=setting)
         if len(curves):
             starts = {algo: sorted(c.groupby("phase")["epoch"].min())[1:] for algo, c in curves.groupby("algo")}
             out.append(plots.learning_curves(
                 curves, f"learning_curves_{slug}.png",
-                f"{where}: validation accuracy by epoch (mean ± std over seeds)",
+                f"{where}: {'validation' if curves_of == 'val_acc' else 'test'} accuracy by epoch (mean ± std over seeds)",
                 [c for c in setting if c not in ("dataset", "arch", "algo")], phase_starts=starts))
         two_phase = analysis.two_phase_algorithms()
         for algo in sorted(set(group["algo"]) & set(two_phase)):
             out.extend(phase_figure(group[group["algo"] == algo], epochs, setting, two_phase[algo],
                                     f"phases_{slug}_{algo}.png", f"{where} {algo}"))
     return out
+
+
+def layer_table(results: pd.DataFrame, layers: pd.DataFrame, setting: list[str]) -> pd.DataFrame:
+    """Each masked layer's kept fraction where each result ends (a trial's last epoch; for IMP, each
+    level's last epoch), averaged over seeds per setting: algo, label, layer_index, layer, kept_fraction."""
+    if layers.empty or results.empty:
+        return pd.DataFrame()
+    by = [c for c in setting if c not in ("dataset", "arch", "algo")]
+    of_trial = dict(tuple(layers.groupby("trial_id", sort=False)))
+    picked = []
+    for _, row in results.iterrows():
+        mine = of_trial.get(row["trial_id"])
+        level = row.get("level") or ""
+        if mine is not None and level:
+            mine = mine[mine["phase"] == level]
+        if mine is None or mine.empty:
+            continue
+        end = mine[mine["epoch"] == mine["epoch"].max()]
+        picked.append(end.assign(algo=row["algo"], label=plots.label_of(row, by), layer_index=range(len(end))))
+    if not picked:
+        return pd.DataFrame()
+    table = pd.concat(picked, ignore_index=True)
+    return table.groupby(["algo", "label", "layer_index", "layer"], sort=True)["kept_fraction"].mean().reset_index()
 
 
 def phase_figure(runs: pd.DataFrame, epochs: pd.DataFrame, setting: list[str], two, name: str,
@@ -154,6 +212,7 @@ def phase_figure(runs: pd.DataFrame, epochs: pd.DataFrame, setting: list[str], t
 
 def build_report(sweep_path: str, out: str | None = None, reference: pd.DataFrame | None = None) -> Report:
     trials, epochs = analysis.load(sweep_path)
+    layers = analysis.load_layers(sweep_path)
     folder = (out or f"{sweep_path.rstrip('/')}/report").rstrip("/")
     name = str(trials["sweep"].iloc[0]) if len(trials) else sweep_path.rstrip("/").rsplit("/", 1)[-1]
     lines = [f"# Sweep report: {name}", "",
@@ -162,8 +221,9 @@ def build_report(sweep_path: str, out: str | None = None, reference: pd.DataFram
     if trials.empty:
         lines.append("The sweep has no trials yet.")
         return Report(folder, "\n".join(lines) + "\n", [])
-    setting = analysis.setting_columns(trials)
-    aggregated = analysis.over_seeds(trials, METRICS, by=setting)
+    results = analysis.results_view(trials, epochs)  # IMP: one row per level, at its measured density
+    setting = analysis.setting_columns(results)
+    aggregated = analysis.over_seeds(results, METRICS + list(COSTS), by=setting)
     lines += ["## Trials and early stopping", "", savings_text(analysis.early_stopping_savings(trials)), "",
               "## Results per setting", "",
               "Accuracies in %, mean ± std over seeds (number of trials). A setting is every config key that "
@@ -175,11 +235,11 @@ def build_report(sweep_path: str, out: str | None = None, reference: pd.DataFram
         lines += ["## Two-phase algorithms: where the first phase ended and the final result", "",
                   markdown_table(phase_rows), ""]
     lines += ["## Beside the published numbers", "",
-              comparison_text(trials, published() if reference is None else reference), ""]
+              comparison_text(results, published() if reference is None else reference), ""]
     errored = trials[trials["status"] == "errored"]
     if len(errored):
         lines += ["## Errored trials", "", markdown_table(errored[["trial_id"] + setting + ["seed", "stop_reason"]]), ""]
-    drawn = figures(trials, epochs, setting)
+    drawn = figures(results, epochs, layers, setting)
     if drawn:
         lines += ["## Plots", ""]
         for plot in drawn:

@@ -27,7 +27,8 @@ from pipeline.storage import filesystem
 # masks keep) is `measured_density` here, so that it never clashes with the trials table's `density`
 # (the config's). Each algorithm's own metrics follow, for the algorithms the sweep has.
 COMMON_EPOCH_COLUMNS = ["trial_id", "epoch", "phase", "train_loss", "train_acc", "train_top5", "val_loss", "val_acc",
-                        "val_top5", "test_loss", "test_acc", "test_top5", "measured_density", "lr", "seconds",
+                        "val_top5", "test_loss", "test_acc", "test_top5", "measured_density", "params_kept", "flops_effective",
+                        "lr", "seconds",
                         "node_id", "pid", "end_time", "trained_by"]
 EPOCH_RENAMES = {"density": "measured_density"}
 
@@ -101,6 +102,22 @@ def _versions() -> str:
     return " ".join(parts) + f" python={platform.python_version()}"
 
 
+COST_COLUMNS = ["params_total", "params_kept", "flops_dense", "flops_effective"]
+LAYER_COLUMNS = ["trial_id", "epoch", "phase", "layer", "shape", "total", "kept", "kept_fraction", "flops_dense"]
+
+
+def _count(value) -> int | None:
+    return None if value is None or value != value else int(value)
+
+
+def layer_rows(record: TrialRecord) -> list[dict[str, Any]]:
+    """layers.parquet's rows of one trial: each masked layer's kept weights at every epoch."""
+    return [{"trial_id": record.trial_id, "epoch": row["epoch"], "phase": row.get("phase") or "train",
+             "layer": layer["layer"], "shape": layer["shape"], "total": layer["total"], "kept": layer["kept"],
+             "kept_fraction": layer["kept"] / layer["total"], "flops_dense": layer["flops_dense"]}
+            for row in record.history for layer in row.get("layers") or []]
+
+
 def trial_row(sweep: str, record: TrialRecord, epochs: pd.DataFrame, versions: str) -> dict[str, Any]:
     row: dict[str, Any] = {"sweep": sweep, "trial_id": record.trial_id, "config_hash": config_hash(record.config)}
     row.update(config_columns(record.config))
@@ -118,6 +135,8 @@ def trial_row(sweep: str, record: TrialRecord, epochs: pd.DataFrame, versions: s
                     "last_val_acc": last["val_acc"], "last_test_acc": last["test_acc"],
                     "last_val_loss": last["val_loss"], "last_train_loss": last["train_loss"],
                     "last_density": last["measured_density"], "wall_time_s": s.seconds,
+                    # what the network costs at its last epoch (empty for epochs recorded before costs were)
+                    **{c: _count(record.history[-1].get(c)) for c in COST_COLUMNS},
                     "nodes": ",".join(sorted({str(n) for n in epochs["node_id"].dropna()}))})
         for phase in s.phases[:-1]:  # multi-phase algorithms: where each earlier phase ended
             row.update({f"{phase.name}_last_val_acc": phase.end["val_acc"],
@@ -130,6 +149,7 @@ def trial_row(sweep: str, record: TrialRecord, epochs: pd.DataFrame, versions: s
 
 
 def build_tables(sweep: str, records: Iterable[TrialRecord]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trials, epochs); the per-layer table is `layer_table`."""
     versions = _versions()
     records = list(records)
     columns = epoch_columns(r.config.algo for r in records)
@@ -142,6 +162,10 @@ def build_tables(sweep: str, records: Iterable[TrialRecord]) -> tuple[pd.DataFra
     trials = pd.DataFrame(trial_rows)
     epochs = pd.concat(epoch_frames, ignore_index=True) if epoch_frames else pd.DataFrame(columns=columns)
     return trials, epochs
+
+
+def layer_table(records: Iterable[TrialRecord]) -> pd.DataFrame:
+    return pd.DataFrame([row for record in records for row in layer_rows(record)], columns=LAYER_COLUMNS)
 
 
 def write_parquet(frame: pd.DataFrame, uri: str) -> None:
@@ -161,8 +185,10 @@ def write_parquet(frame: pd.DataFrame, uri: str) -> None:
 
 
 def write_tables(sweep_uri: str, sweep: str, records: Iterable[TrialRecord]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    records = list(records)
     trials, epochs = build_tables(sweep, records)
     base = sweep_uri.rstrip("/")
     write_parquet(trials, f"{base}/trials.parquet")
     write_parquet(epochs, f"{base}/epochs.parquet")
+    write_parquet(layer_table(records), f"{base}/layers.parquet")
     return trials, epochs

@@ -58,10 +58,16 @@ def _device_name() -> str:
     return "cpu"
 
 
+def for_tune(row: dict[str, Any]) -> dict[str, Any]:
+    """An epoch row as Tune sees it: without the per-layer counts (Tune would make a column of every
+    layer; layers.parquet has them, from the store)."""
+    return {k: v for k, v in row.items() if k != "layers"}
+
+
 def replay(record: RunRecord, report: Report) -> None:
     """Report the recorded epochs again, in order, with their original pid, node and times."""
     for row in record.history:
-        report({**row, "replayed": True})
+        report({**for_tune(row), "replayed": True})
 
 
 def restore_into(store: RunStore, record: RunRecord, run_dir: Path, repair: bool) -> RunRecord:
@@ -91,7 +97,7 @@ def epoch_committer(store: RunStore, record: RunRecord, run_dir: Path, label: st
                "trained_by": label}
         if writer:
             state["record"] = store.commit_epoch(state["record"], row, (run_dir / CHECKPOINT).read_bytes())
-        report(row)
+        report(for_tune(row))
     return on_epoch_end
 
 

@@ -62,6 +62,9 @@ class Algorithm:
     score_init: str | None = None          # the layers' score init that `score_init: auto` means; None: no scores
     metrics: Mapping[str, str] = field(default_factory=dict)  # extra epoch columns: name -> meaning
     two_phase: TwoPhaseReport | None = None
+    # Each phase is a result of its own, at the density it reached (IMP's levels): the report and the
+    # published comparison show one point per phase, never the config's `density`.
+    results_per_phase: bool = False
 
     @property
     def section(self) -> str:

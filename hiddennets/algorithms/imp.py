@@ -99,4 +99,4 @@ class IterativeMagnitudePruning(Algorithm):
 
 ALGORITHM = IterativeMagnitudePruning("imp", ImpConv2d, ImpLinear,
                                       "iterative magnitude pruning: train, prune 20% of |w| globally, rewind, repeat",
-                                      options=ImpOptions)
+                                      options=ImpOptions, results_per_phase=True)
