@@ -69,6 +69,9 @@ class RunConfig:
     density: float = 0.5
     init: str = "kaiming_normal"
     scaled: bool = False
+    # scaled inits draw with std gain / sqrt(fan * f): f = density (the papers, DESIGN.md) or
+    # f = sparsity = 1 - density (the seeds' code: hidden-networks and biprop utils/builder.py)
+    scale_fan_by: str = "density"
     score_init: str = "auto"  # auto: the algorithm's own default (Algorithm.score_init)
     learn_bn: bool = False
     first_layer_dense: bool = False

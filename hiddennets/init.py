@@ -28,6 +28,7 @@ class WeightInit:
     """How a layer draws its weight: an init name from WEIGHT_INITS, scaled by the density or not."""
     name: str = "kaiming_normal"
     scaled: bool = False
+    scale_fan_by: str = "density"  # or "sparsity": the seeds' code (see fan_scale)
 
 
 def resolve_init(name: str, scaled: bool) -> tuple[str, bool]:
@@ -45,12 +46,26 @@ def fans(weight: torch.Tensor) -> tuple[int, int]:
     return fan_in, fan_out
 
 
+SCALE_FAN_BY = ("density", "sparsity")
+
+
+def fan_scale(scaled: bool, density: float, scale_fan_by: str = "density") -> float:
+    """The factor on the fan of a scaled init. The papers scale by the density (std = gain /
+    sqrt(fan * density)); the seeds' code (hidden-networks and biprop utils/builder.py:
+    `fan * (1 - args.prune_rate)`, with --prune-rate the fraction KEPT since their commit 74c0203)
+    scales by the sparsity. A layer kept dense (density 1) is never scaled: there is nothing pruned
+    to make up for, and the seeds' factor would be 0."""
+    if not scaled or density >= 1.0:
+        return 1.0
+    return density if scale_fan_by == "density" else 1.0 - density
+
+
 @torch.no_grad()
 def init_weight(weight: torch.Tensor, name: str, scaled: bool, density: float,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, scale_fan_by: str = "density") -> torch.Tensor:
     """Initialise `weight` in place. Fan mode fan_in, ReLU gain sqrt(2), as in the seeds."""
     fan_in, fan_out = fans(weight)
-    scale = density if scaled else 1.0
+    scale = fan_scale(scaled, density, scale_fan_by)
     gain = math.sqrt(2.0)
     if name == "kaiming_normal":
         weight.normal_(0.0, gain / math.sqrt(fan_in * scale), generator=generator)

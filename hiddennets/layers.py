@@ -42,7 +42,8 @@ class SubnetMixin:
         self.is_output = is_output    # the classifier (built with last=True)
         self.kept_dense = kept_dense  # density 1 by the config or the architecture, whatever the run's density
         if weight_init is not None:
-            init_weight(self.weight, weight_init.name, weight_init.scaled, density)
+            init_weight(self.weight, weight_init.name, weight_init.scaled, density,
+                        scale_fan_by=weight_init.scale_fan_by)
 
     def mask(self) -> torch.Tensor:
         """The current 0/1 mask (same shape as weight)."""
@@ -136,7 +137,7 @@ class LayerFactory:
     def _layer_args(self, first: bool, last: bool, dense: bool) -> dict[str, Any]:
         kept_dense = dense or (first and self.cfg.first_layer_dense) or (last and self.cfg.last_layer_dense)
         return {"density": 1.0 if kept_dense else self.cfg.density, "kept_dense": kept_dense, "is_output": last,
-                "weight_init": WeightInit(self.cfg.init, self.cfg.scaled), **self.options}
+                "weight_init": WeightInit(self.cfg.init, self.cfg.scaled, self.cfg.scale_fan_by), **self.options}
 
     def conv(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0,
              groups: int = 1, *, first: bool = False, last: bool = False, dense: bool = False) -> nn.Module:

@@ -16,7 +16,7 @@ from hiddennets.config import RunConfig, apply_overrides, check_choice, check_fi
     run_section
 from hiddennets.data import DATASETS
 from hiddennets.errors import ConfigError
-from hiddennets.init import SCORE_INITS, resolve_init
+from hiddennets.init import SCALE_FAN_BY, SCORE_INITS, resolve_init
 from hiddennets.models import ARCHITECTURES
 from hiddennets.optim import OPTIMIZERS, SCHEDULES
 
@@ -63,6 +63,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     if score_init == "auto":
         score_init = algorithm.score_init or "kaiming_uniform"  # algorithms without scores never read it
     check_choice("score_init", score_init, sorted(SCORE_INITS))
+    check_choice("scale_fan_by", cfg.scale_fan_by, list(SCALE_FAN_BY))
     check_choice("optimizer.name", cfg.optimizer.name, sorted(OPTIMIZERS))
     check_choice("schedule.name", cfg.schedule.name, sorted(SCHEDULES))
     check_choice("device", cfg.device, list(DEVICES))

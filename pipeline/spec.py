@@ -93,11 +93,6 @@ class SweepSpec:
         return digest({"runs": [config_hash(self.config_for(p)) for p in points], "sampled": self.sampled_axes(),
                        "num_samples": self.num_samples, "scheduler": vars(self.scheduler)}, 12)
 
-    def legacy_fingerprint(self) -> str:
-        """The fingerprint sweep folders recorded before it covered only semantic content."""
-        return digest({"base": self.base, "grid": self.grid, "num_samples": self.num_samples,
-                       "scheduler": vars(self.scheduler), "resources": vars(self.resources)}, 12)
-
 
 def import_plugins(modules: Iterable[str]) -> None:
     """Import each module a spec names under `plugins:` (each registers what it adds, e.g. an algorithm)."""

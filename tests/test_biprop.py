@@ -100,3 +100,22 @@ def test_biprop_mpt_1_32_and_1_1_beat_a_random_mask_on_digits(quickstart, tmp_pa
     assert w1a1["final"]["test_acc"] >= 70.0, w1a1["final"]
     assert baseline["final"]["test_acc"] <= 30.0, baseline["final"]
     assert w32["final"]["density"] == w1a1["final"]["density"] == baseline["final"]["density"] == 0.5
+
+
+def test_the_seed_compatible_alpha_divides_by_int_density_times_n():
+    # chrundle/biprop utils/conv_type.py:75: num_unpruned = int(k * n); 0.3 * 6 = 1.8 keeps 2, divides by 1
+    lin = BipropLinear(3, 2, density=0.3, alpha_divisor="int_kn")
+    with torch.no_grad():
+        lin.weight.copy_(W)
+        lin.scores.copy_(S)
+    assert lin.effective_weight().abs().max().item() == pytest.approx((0.5 + 0.25) / 1)
+    # where k*n is whole the two agree: 0.5 * 6 = 3
+    half = BipropLinear(3, 2, density=0.5, alpha_divisor="int_kn")
+    with torch.no_grad():
+        half.weight.copy_(W)
+        half.scores.copy_(S)
+    assert torch.equal(half.effective_weight(), layer(0.5).effective_weight())
+    # and the switch is a config key, refused when misspelt
+    from hiddennets.errors import ConfigError
+    with pytest.raises(ConfigError, match="biprop.alpha_divisor: unknown alpha_divisor 'seed'; valid: kept, int_kn"):
+        config_from_dict({"algo": "biprop", "biprop": {"alpha_divisor": "seed"}})

@@ -125,7 +125,6 @@ def _spec_with(tmp_path, **changes):
 
 def test_the_sweep_fingerprint_covers_semantic_content_only(tmp_path):
     original = load_sweep(REPO / "sweeps" / "quickstart.yaml")
-    assert original.legacy_fingerprint() == "1cec86dbe191"  # what sweep folders of the landed code recorded
     same = [load_sweep(REPO / "sweeps" / "quickstart.yaml", {"num_workers": 4}),
             load_sweep(REPO / "sweeps" / "quickstart.yaml", {"data_dir": "/mnt/data"}),
             load_sweep(REPO / "sweeps" / "quickstart.yaml", {"device": "cpu", "eval_batch_size": 64}),

@@ -56,3 +56,21 @@ def test_edge_popup_score_init_is_kaiming_uniform_a_sqrt5():
     assert s.abs().max().item() > 0.99 / math.sqrt(288)
     u = init_scores(torch.empty(1000), "uniform", torch.Generator().manual_seed(0))
     assert 0.0 <= u.min().item() and u.max().item() <= 1.0
+
+
+@pytest.mark.parametrize("density", [0.05, 0.2, 0.7])
+def test_the_seeds_code_scales_the_fan_by_the_sparsity(density):
+    # hidden-networks / biprop utils/builder.py: fan * (1 - prune_rate), --prune-rate being the fraction kept
+    w = init_weight(weight(), "signed_constant", True, density, torch.Generator().manual_seed(0), scale_fan_by="sparsity")
+    assert torch.allclose(w.abs(), torch.full_like(w, math.sqrt(2.0 / (1152 * (1 - density)))))
+    paper = init_weight(weight(), "signed_constant", True, density, torch.Generator().manual_seed(0))
+    # the ratio of the two stds is sqrt((1 - d) / d): 4.36 at density 0.05, 1 only at 0.5
+    assert (paper.abs() / w.abs()).mean().item() == pytest.approx(math.sqrt((1 - density) / density))
+
+
+def test_a_layer_kept_dense_is_never_scaled_and_the_key_is_checked():
+    from hiddennets import config_from_dict
+    w = init_weight(weight(), "unsigned_constant", True, 1.0, scale_fan_by="sparsity")
+    assert torch.allclose(w, torch.full_like(w, math.sqrt(2.0 / 1152)))  # not 2 / (1152 * 0)
+    with pytest.raises(ConfigError, match="scale_fan_by: unknown scale_fan_by 'prune_rate'; valid: density, sparsity"):
+        config_from_dict({"scale_fan_by": "prune_rate"})

@@ -2,7 +2,9 @@
 `_binact` architecture, MPT-1/1 (binary activations too).
 
 W = sign(w) * alpha * m, with m the top-k of |s| and alpha = mean |w| over the kept entries of the layer
-(their true mean: the seed divides by int(density*n) instead of the kept count). Backward to the
+(their true mean). The seed's code divides the kept |w| by int(density*n) instead of the kept count
+(chrundle/biprop utils/conv_type.py:75), a slightly larger alpha where density*n is not whole:
+`biprop.alpha_divisor: int_kn` does the same, for a spec that reproduces its published numbers. Backward to the
 scores is magnitude-aware: dL/d|s| = g * w (alpha does not appear), then the sign of s through abs.
 
 Global variant (`biprop.global_threshold`): one |s| threshold across every masked layer, recomputed
@@ -28,18 +30,27 @@ class BipropOptions:
     global_threshold: bool = False  # one |score| threshold across all layers instead of per layer
     ramp_epochs: int = 10           # global variant, density <= 0.5: kept fraction ramps 0.5 -> density
     bn_only: bool = False           # train only the affine BN parameters (needs learn_bn: true)
+    alpha_divisor: str = "kept"     # kept: alpha is the kept |w|'s mean; int_kn: divided by int(density*n), as the seed
 
     def check(self) -> None:
         if self.ramp_epochs < 0:
             raise ConfigError(f"biprop.ramp_epochs: must be >= 0, got {self.ramp_epochs}")
+        if self.alpha_divisor not in ALPHA_DIVISORS:
+            raise ConfigError(f"biprop.alpha_divisor: unknown alpha_divisor '{str(self.alpha_divisor)[:40]}'; valid: "
+                              + ", ".join(ALPHA_DIVISORS))
+
+
+ALPHA_DIVISORS = ("kept", "int_kn")
 
 
 class BinarySubnetWeight(torch.autograd.Function):
-    """Forward sign(w) * alpha * m for a given 0/1 mask; backward g * w to the mask's scores."""
+    """Forward sign(w) * alpha * m for a given 0/1 mask; backward g * w to the mask's scores.
+    `divisor` None: alpha divides by the kept count; else by that number (the seed's int(k*n))."""
 
     @staticmethod
-    def forward(ctx, scores_abs: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        kept = mask.sum().clamp_min(1.0)  # a tensor: no host sync
+    def forward(ctx, scores_abs: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor,  # type: ignore[override]
+                divisor: int | None = None) -> torch.Tensor:
+        kept = mask.sum().clamp_min(1.0) if divisor is None else divisor  # a tensor: no host sync
         alpha = (weight.abs() * mask).sum() / kept
         ctx.save_for_backward(weight)
         return weight.sign() * alpha * mask
@@ -47,13 +58,16 @@ class BinarySubnetWeight(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         (weight,) = ctx.saved_tensors
-        return grad * weight, None, None
+        return grad * weight, None, None, None
 
 
 class Biprop(SubnetMixin):
-    def __init__(self, *args, score_init: str = "kaiming_uniform", train_scores: bool = True, **kwargs):
+    def __init__(self, *args, score_init: str = "kaiming_uniform", train_scores: bool = True,
+                 alpha_divisor: str = "kept", **kwargs):
         super().__init__(*args, **kwargs)  # the weight is drawn first, then the scores
         self.k = kept_count(self.density, self.weight.numel())
+        # the seed's int(k*n) (never 0), for the per-layer mask only: its global variant divides by the kept count
+        self.alpha_divisor = max(1, int(self.density * self.weight.numel())) if alpha_divisor == "int_kn" else None
         self.scores = nn.Parameter(init_scores(torch.empty_like(self.weight), score_init))
         self.train_scores = train_scores  # False: BN only (biprop.bn_only)
         # set by the global variant before each step: the |s| threshold shared by every layer
@@ -72,7 +86,8 @@ class Biprop(SubnetMixin):
 
     def effective_weight(self):
         scores_abs = self.scores.abs()  # once per step: the mask reads it, the gradient flows through it
-        return BinarySubnetWeight.apply(scores_abs, self.weight, self._mask_of(scores_abs.detach()))
+        return BinarySubnetWeight.apply(scores_abs, self.weight, self._mask_of(scores_abs.detach()),
+                                        self.alpha_divisor if self.global_threshold is None else None)
 
     def set_trainable(self):
         self.weight.requires_grad_(False)
@@ -115,7 +130,7 @@ class BipropAlgorithm(Algorithm):
             raise ConfigError("biprop.bn_only: trains the affine BN parameters, so it needs learn_bn: true")
 
     def layer_options(self, options):
-        return {"train_scores": not options.bn_only}
+        return {"train_scores": not options.bn_only, "alpha_divisor": options.alpha_divisor}
 
     def refresh(self, model, cfg, epoch):
         if cfg.biprop.global_threshold:

@@ -186,7 +186,7 @@ class GemMinerAlgorithm(Algorithm):
                 perm = torch.randperm(layer.flag.numel(), generator=gen)
                 layer.flag.copy_(layer.flag.reshape(-1)[perm].view_as(layer.flag))
             if cfg.gem_miner.reinit_weights:
-                init_weight(layer.weight, cfg.init, cfg.scaled, layer.density, gen)
+                init_weight(layer.weight, cfg.init, cfg.scaled, layer.density, gen, cfg.scale_fan_by)
 
     def on_epoch_start(self, model, cfg, epoch):
         period, total_rounds = cfg.gem_miner.iter_period, rounds(cfg)
