@@ -24,6 +24,10 @@ class LayerCount:
     kept: int
     total: int
     shape: tuple[int, ...]
+    # the entries the forward pass reads (all of them, but for DNW's graph stages, whose edge matrix
+    # has positions no layer uses): a kept edge there costs no FLOP
+    kept_in_use: int
+    total_in_use: int
 
 
 def layer_counts(model: nn.Module) -> list[LayerCount]:
@@ -32,8 +36,15 @@ def layer_counts(model: nn.Module) -> list[LayerCount]:
     if not layers:
         return []
     with torch.no_grad():
-        kept = torch.stack([m.kept()[0] for _, m in layers]).tolist()
-    return [LayerCount(name, int(k), m.weight.numel(), tuple(m.weight.shape)) for (name, m), k in zip(layers, kept)]
+        counts = []
+        for _, m in layers:
+            in_use = getattr(m, "in_use", None)
+            mask = m.mask() != 0
+            counts += [mask.sum(), (mask & in_use).sum() if in_use is not None else mask.sum(),
+                       in_use.sum() if in_use is not None else torch.tensor(m.weight.numel(), device=mask.device)]
+        values = torch.stack(counts).tolist()
+    return [LayerCount(name, int(values[3 * i]), m.weight.numel(), tuple(m.weight.shape), int(values[3 * i + 1]),
+                       int(values[3 * i + 2])) for i, (name, m) in enumerate(layers)]
 
 
 def _own_parameters(module: nn.Module) -> int:
@@ -84,7 +95,8 @@ def module_flops(model: nn.Module, in_channels: int, image_size: int) -> dict[st
 def flop_counts(flops: dict[str, int], layers: list[LayerCount]) -> tuple[int, int]:
     """(dense, effective) FLOPs per forward: each masked layer's FLOPs scaled by its kept fraction."""
     dense = sum(flops.values())
-    removed = sum(flops.get(layer.name, 0) * (layer.total - layer.kept) / layer.total for layer in layers if layer.total)
+    removed = sum(flops.get(layer.name, 0) * (layer.total_in_use - layer.kept_in_use) / layer.total_in_use
+                  for layer in layers if layer.total_in_use)
     return dense, int(round(dense - removed))
 
 

@@ -134,19 +134,25 @@ class LayerFactory:
         before the next conv or linear, so the image input and the logits stay real."""
         return LayerFactory(self.conv_type, self.linear_type, self.cfg, self.options, binary_activations=True)
 
-    def _layer_args(self, first: bool, last: bool, dense: bool) -> dict[str, Any]:
+    def _layer_args(self, first: bool, last: bool, dense: bool, density: float | None = None) -> dict[str, Any]:
         kept_dense = dense or (first and self.cfg.first_layer_dense) or (last and self.cfg.last_layer_dense)
-        return {"density": 1.0 if kept_dense else self.cfg.density, "kept_dense": kept_dense, "is_output": last,
+        # `density`: an architecture that sets a layer's own budget (DNW's graphs), whatever the run's
+        layer_density = 1.0 if kept_dense else (self.cfg.density if density is None else density)
+        return {"density": layer_density, "kept_dense": kept_dense, "is_output": last,
                 "weight_init": WeightInit(self.cfg.init, self.cfg.scaled, self.cfg.scale_fan_by), **self.options}
 
     def conv(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0,
-             groups: int = 1, *, first: bool = False, last: bool = False, dense: bool = False) -> nn.Module:
-        """`dense=True`: a layer the architecture never sparsifies (e.g. a graph node's own operation)."""
-        return self.conv_type(in_ch, out_ch, kernel_size, stride=stride, padding=padding, groups=groups,
-                              **self._layer_args(first, last, dense))
+             groups: int = 1, *, first: bool = False, last: bool = False, dense: bool = False,
+             density: float | None = None, forward: type | None = None) -> nn.Module:
+        """`dense=True`: a layer the architecture never sparsifies (e.g. a graph node's own operation).
+        `forward`: a mixin whose forward replaces the conv's (the layer stays the algorithm's type)."""
+        layer_type = self.conv_type if forward is None else _with_forward(forward, self.conv_type)
+        return layer_type(in_ch, out_ch, kernel_size, stride=stride, padding=padding, groups=groups,
+                          **self._layer_args(first, last, dense, density))
 
-    def linear(self, in_features: int, out_features: int, *, first: bool = False, last: bool = False) -> nn.Module:
-        return self.linear_type(in_features, out_features, **self._layer_args(first, last, False))
+    def linear(self, in_features: int, out_features: int, *, first: bool = False, last: bool = False,
+               dense: bool = False, density: float | None = None, bias: bool = False) -> nn.Module:
+        return self.linear_type(in_features, out_features, bias=bias, **self._layer_args(first, last, dense, density))
 
     def bn(self, channels: int) -> nn.Module:
         # Non-affine BN (running statistics, no gamma/beta) unless learn_bn: the seeds' default.
@@ -157,6 +163,18 @@ class LayerFactory:
 
     def act(self) -> nn.Module:
         return BinaryActivation() if self.binary_activations else nn.ReLU(inplace=True)
+
+
+_WITH_FORWARD: dict[tuple[type, type], type] = {}
+
+
+def _with_forward(mixin: type, conv_type: type) -> type:
+    """The algorithm's conv type with `mixin`'s forward, one class per pair (pickled by name never:
+    models are saved as state dicts)."""
+    key = (mixin, conv_type)
+    if key not in _WITH_FORWARD:
+        _WITH_FORWARD[key] = type(f"{mixin.__name__}{conv_type.__name__}", (mixin, conv_type), {})
+    return _WITH_FORWARD[key]
 
 
 def subnet_layers(model: nn.Module) -> list[SubnetMixin]:

@@ -74,3 +74,33 @@ def vgg_small(f: LayerFactory, num_classes: int, in_channels: int, image_size: i
     size = image_size // 8
     layers += [nn.Flatten(), f.linear(ch * size * size, num_classes, last=True)]
     return nn.Sequential(*layers)
+
+
+def vgg_small_seed(f: LayerFactory, num_classes: int, in_channels: int, image_size: int,
+                   width: float = 1.0) -> nn.Module:
+    """biprop's own `VGG_Small` (chrundle/biprop models/frankle.py:772-805), layer for layer: an
+    activation after the first conv and after the last BN only, and a BN after each max-pool, so
+    conv3 -> conv4 and conv5 -> conv6 compose with nothing between them. Its MPT-1/32 row was trained
+    on this network, not on the conv-BN-ReLU VGG-Small of LQ-Nets (`vgg_small`)."""
+    c = [_scaled(ch, width) for ch in (128, 128, 256, 256, 512, 512)]
+    size = image_size // 8
+    return nn.Sequential(
+        f.conv(in_channels, c[0], 3, padding=1, first=True), f.act(),
+        f.conv(c[0], c[1], 3, padding=1), nn.MaxPool2d(2), f.bn(c[1]),
+        f.conv(c[1], c[2], 3, padding=1),
+        f.conv(c[2], c[3], 3, padding=1), nn.MaxPool2d(2), f.bn(c[3]),
+        f.conv(c[3], c[4], 3, padding=1),
+        f.conv(c[4], c[5], 3, padding=1), nn.MaxPool2d(2), f.bn(c[5]), nn.ReLU(inplace=True),
+        nn.Flatten(), f.linear(c[5] * size * size, num_classes, last=True))
+
+
+def vgg_small_binact_seed(f: LayerFactory, num_classes: int, in_channels: int, image_size: int,
+                          width: float = 1.0) -> nn.Module:
+    """biprop's `Wide_VGG_Small` (models/frankle.py:931-968; its MPT-1/1 rows at 1.25 width): our
+    `vgg_small_binact` but with a ReLU, not a sign, before the classifier (the seed comments its
+    binary activation out there). Build it with binary activations (the registry does)."""
+    net = vgg_small(f, num_classes, in_channels, image_size, width)
+    activations = [i for i, m in enumerate(net) if not isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d,
+                                                                        nn.Flatten, nn.Linear))]
+    net[activations[-1]] = nn.ReLU(inplace=True)
+    return net

@@ -3,6 +3,9 @@
 - CIFAR ResNet-18/34/50: 3x3 stem, stages 64-128-256-512, 1x1-conv shortcuts (the seeds' version).
 - CIFAR ResNet-20/32/56 (He et al.): stages 16-32-64 with parameter-free option-A shortcuts.
 - ImageNet ResNet-18/50/101 and WideResNet-50-2: torchvision's layout (stride on the 3x3 conv).
+- biprop's WideResNet-34-2: basic blocks [3, 4, 6, 3] at 64, 192, 384, 768 channels (its widen factor 2
+  gives planes x 3 from the second stage on); with binary activations, its MPT-1/1 ImageNet network
+  (the seed pools before the stem's sign: the same, as sign is monotone).
 No biases anywhere (the seeds' masked layers have none), so counts are torchvision's minus the fc bias.
 """
 from __future__ import annotations
@@ -56,9 +59,10 @@ def _projection(f: LayerFactory, in_ch: int, out_ch: int, stride: int) -> nn.Mod
 
 class ResNet(nn.Module):
     def __init__(self, f: LayerFactory, block, blocks: list[int], num_classes: int, in_channels: int,
-                 imagenet_stem: bool, width: float = 1.0, base_width: int = 64):
+                 imagenet_stem: bool, width: float = 1.0, base_width: int = 64,
+                 stage_widths: tuple[int, ...] = (64, 128, 256, 512)):
         super().__init__()
-        widths = [max(1, int(round(c * width))) for c in (64, 128, 256, 512)]
+        widths = [max(1, int(round(c * width))) for c in stage_widths]
         if imagenet_stem:
             self.stem = nn.Sequential(f.conv(in_channels, widths[0], 7, 2, 3, first=True), f.bn(widths[0]),
                                       f.act(), nn.MaxPool2d(3, 2, 1))
@@ -126,10 +130,10 @@ def resnet_cifar(block, blocks):
     return build
 
 
-def resnet_imagenet(block, blocks, base_width=64):
+def resnet_imagenet(block, blocks, base_width=64, stage_widths=(64, 128, 256, 512)):
     def build(f, num_classes, in_channels, image_size, width=1.0):
         return ResNet(f, block, blocks, num_classes, in_channels, imagenet_stem=True, width=width,
-                      base_width=base_width)
+                      base_width=base_width, stage_widths=stage_widths)
     return build
 
 
