@@ -13,7 +13,8 @@ import torch.nn as nn
 
 from hiddennets.errors import ConfigError
 
-WEIGHT_INITS = ("kaiming_normal", "kaiming_uniform", "signed_constant", "unsigned_constant", "xavier_normal")
+WEIGHT_INITS = ("kaiming_normal", "kaiming_uniform", "signed_constant", "unsigned_constant", "xavier_normal",
+                "torch_default")
 # The seeds' short codes; a leading "u" means unscaled.
 INIT_ALIASES = {
     "kn": ("kaiming_normal", True), "ukn": ("kaiming_normal", False),
@@ -79,6 +80,11 @@ def init_weight(weight: torch.Tensor, name: str, scaled: bool, density: float,
             weight.copy_(signs * std)
         else:
             weight.fill_(std)
+    elif name == "torch_default":
+        # torch's own Conv2d / Linear init, kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        # The seeds that never re-initialise (allenai/dnw) train from it.
+        bound = 1.0 / math.sqrt(fan_in * scale)
+        weight.uniform_(-bound, bound, generator=generator)
     elif name == "xavier_normal":
         weight.normal_(0.0, math.sqrt(2.0 / ((fan_in + fan_out) * scale)), generator=generator)
     else:

@@ -74,3 +74,13 @@ def test_a_layer_kept_dense_is_never_scaled_and_the_key_is_checked():
     assert torch.allclose(w, torch.full_like(w, math.sqrt(2.0 / 1152)))  # not 2 / (1152 * 0)
     with pytest.raises(ConfigError, match="scale_fan_by: unknown scale_fan_by 'prune_rate'; valid: density, sparsity"):
         config_from_dict({"scale_fan_by": "prune_rate"})
+
+
+def test_torch_default_is_torchs_own_conv_init():
+    # nn.Conv2d.reset_parameters: kaiming_uniform_(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in 1152
+    w = init_weight(weight(), "torch_default", False, 1.0, torch.Generator().manual_seed(0))
+    bound = 1.0 / math.sqrt(1152)
+    assert w.abs().max().item() <= bound and w.abs().max().item() > 0.99 * bound
+    torch.manual_seed(0)
+    reference = torch.nn.Conv2d(128, 256, 3).weight.detach()
+    assert reference.abs().max().item() <= bound and w.std().item() == pytest.approx(reference.std().item(), rel=0.02)

@@ -228,21 +228,3 @@ def test_report_of_a_folder_without_tables_is_a_one_line_error_and_writes_nothin
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "trials.parquet" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "nothing").exists()
-
-
-@pytest.mark.parametrize("spec, labels", [
-    ("edgepopup_imagenet", [f"{arch}, {init}" for arch in ("ResNet-50", "ResNet-101", "Wide ResNet-50")
-                            for init in ("Kaiming Normal", "Signed Kaiming Constant")]),
-    ("biprop_mpt_cifar10", ["MPT-1/32 VGG-Small, 95% pruned", "MPT-1/32 ResNet-18, 80% pruned",
-                            "MPT-1/32 +BN ResNet-18, 80% pruned"]),
-    ("biprop_binact_cifar10", ["MPT-1/1 +BN VGG-Small (1.25 width), 75% pruned"]),
-    ("dnw_tiny_cifar10", [f"{kind} ({how})" for kind in ("Static", "Discrete Time", "Continuous")
-                          for how in ("Random Graph", "DNW")]),
-])
-def test_specs_that_mirror_a_seed_table_cover_its_published_rows(spec, labels):
-    """The report can only compare what a sweep runs: each seed-mirroring spec must hit its rows."""
-    sweep = load_sweep(str(REPO / "sweeps" / f"{spec}.yaml"), {})
-    configs = pd.DataFrame([config_columns(sweep.config_for(point)) for point in sweep.grid_points()])
-    table = published()
-    covered = [row.label for _, row in table.iterrows() if len(matching_trials(configs, row))]
-    assert covered == labels

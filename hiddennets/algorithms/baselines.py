@@ -37,6 +37,15 @@ class RandomMask(FixedMask):
         keep = torch.randperm(n)[: kept_count(self.density, n)]
         self.fixed_mask.copy_(torch.zeros(n).index_fill_(0, keep, 1.0).view_as(self.weight))
 
+    @torch.no_grad()
+    def restrict_to(self, allowed: torch.Tensor) -> None:
+        """Draw the same number of ones again, among the `allowed` entries only (DNW's random graph
+        picks its edges among those its forward pass reads)."""
+        places = allowed.reshape(-1).nonzero().squeeze(1)
+        k = min(int(self.fixed_mask.sum().item()), places.numel())
+        keep = places[torch.randperm(places.numel())[:k]]
+        self.fixed_mask.copy_(torch.zeros(allowed.numel()).index_fill_(0, keep, 1.0).view_as(self.weight))
+
     def set_trainable(self):
         self.weight.requires_grad_(self.train_weights)
 

@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch.nn as nn
 
-from hiddennets.models import conv, graphs, mobilenet, resnet
+from hiddennets.models import conv, graphs, mobilenet, resnet, shufflenet
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "conv_digits": conv.conv_digits,
@@ -32,6 +32,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "mobilenet_v1": mobilenet.mobilenet_v1,
     "mobilenet_v1_graph": mobilenet.mobilenet_v1_graph,
     "mobilenet_v1_graph_small": mobilenet.mobilenet_v1_graph_small,
+    "shufflenet_v2": shufflenet.shufflenet_v2,  # x width in 0.5, 1, 1.5, 2 (DNW's table cites x0.5 and x1)
     # the tiny graph classifiers of DNW (800 one-channel nodes; only the edges are sparse)
     "dnw_static": graphs.static,
     "dnw_discrete": graphs.discrete,

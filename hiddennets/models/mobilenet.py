@@ -72,6 +72,8 @@ class GraphEdges:
         for group in range(layers):
             in_use[group * oup:(group + 1) * oup, :inp + group * oup] = True
         self.register_buffer("in_use", in_use, persistent=False)
+        if hasattr(self, "restrict_to"):  # a random graph (random_mask): its edges among those in use, as the seed's
+            self.restrict_to(in_use)
 
     def forward(self, group: int, sources: list[torch.Tensor]) -> torch.Tensor:
         if group == 0:  # once per forward pass: every group reads the same mask
