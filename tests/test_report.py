@@ -143,6 +143,8 @@ def test_every_png_opens_and_each_panel_draws_exactly_its_series(sweep):
     assert set(finetuned[finetuned.algo == "gem_miner"].phase) == {"search", "finetune"}
     expected = {  # file: {panel: series}, from the grid
         "accuracy_vs_density_digits_conv_digits.png": {algo: inits for algo in ALGOS},
+        "accuracy_vs_flops_digits_conv_digits.png": {algo: inits for algo in ALGOS},
+        "layer_density_digits_conv_digits.png": {algo: settings for algo in ALGOS},
         "learning_curves_digits_conv_digits.png": {algo: settings for algo in ALGOS},
         "phases_digits_conv_digits_gem_miner.png": {
             s: ["search, after rounding", "search, before rounding", "fine-tune"] for s in settings},
@@ -190,7 +192,7 @@ def test_published_numbers_sit_beside_ours_when_the_setting_matches(sweep, tmp_p
     ours = raw[(raw.algo == "ep") & (raw.density == 0.5)].at_best
     assert sc["published"] == "95.00" and sc["ours"] == expected_cell(list(ours))
     assert sc["ours − published"] == f"{statistics.mean(ours) - 95.0:+.2f}"
-    assert len(list((tmp_path / "r").glob("*.png"))) == 3
+    assert len(list((tmp_path / "r").glob("*.png"))) == 5
 
 
 def test_load_reads_a_uri_like_a_path(sweep):
@@ -210,10 +212,10 @@ def test_the_published_table_holds_the_seed_readmes_numbers():
         assert len(rows) == 1, label
         return rows.iloc[0]
     vgg = one("MPT-1/32 VGG-Small, 95% pruned")  # "% Weights Pruned" 95 is density 0.05
-    assert (vgg.arch, vgg.algo, vgg.density, vgg.top1) == ("vgg_small", "biprop", 0.05, 91.48)
+    assert (vgg.arch, vgg.algo, vgg.density, vgg.top1) == ("vgg_small_seed", "biprop", 0.05, 91.48)
     wide = one("MPT-1/1 +BN VGG-Small (1.25 width), 75% pruned")
     assert (wide.arch, wide.width, wide.density, wide.learn_bn, wide.top1) == \
-        ("vgg_small_binact", 1.25, 0.25, "true", 91.9)
+        ("vgg_small_binact_seed", 1.25, 0.25, "true", 91.9)
     rn50 = one("ResNet-50, Signed Kaiming Constant")
     assert (rn50.dataset, rn50.algo, rn50.density, rn50.init, rn50.top1) == \
         ("imagenet", "ep", 0.3, "signed_constant", 68.6)

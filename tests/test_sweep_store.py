@@ -185,25 +185,29 @@ def test_a_copied_storage_root_resumed_elsewhere_leaves_the_original_untouched(t
 @pytest.mark.slow
 def test_two_sweeps_started_together_that_share_a_run_train_it_once(tmp_path):
     out = tmp_path / "out"
-    a = write_spec(tmp_path, "a", base={"epochs": 4}, grid={"seed": [0]}, scheduler=FIFO)
-    b = write_spec(tmp_path, "b", base={"epochs": 4}, grid={"seed": [0]}, scheduler=FIFO)
+    # 10 epochs: the run must still be training when the later of the two drivers has started Ray
+    a = write_spec(tmp_path, "a", base={"epochs": 10}, grid={"seed": [0]}, scheduler=FIFO)
+    b = write_spec(tmp_path, "b", base={"epochs": 10}, grid={"seed": [0]}, scheduler=FIFO)
     drivers = [start(a, out, log=tmp_path / "a.log"), start(b, out, log=tmp_path / "b.log")]
     for driver in drivers:
         assert driver.wait(timeout=600) == 0, (tmp_path / "a.log").read_text()[-2000:] + (tmp_path / "b.log").read_text()[-2000:]
     [run_hash] = epochs_in_store(out)
     history = json.loads((out / "runs" / run_hash / "record.json").read_text())["history"]
-    assert [r["epoch"] for r in history] == [1, 2, 3, 4] and len({r["pid"] for r in history}) == 1
+    assert [r["epoch"] for r in history] == list(range(1, 11)) and len({r["pid"] for r in history}) == 1
     assert len({r["trained_by"] for r in history}) == 1
     for name in ("a", "b"):
         trials, epochs = tables(out, name)
-        assert list(trials.status) == ["completed"] and list(epochs.pid) == [history[0]["pid"]] * 4
+        assert list(trials.status) == ["completed"] and list(epochs.pid) == [history[0]["pid"]] * 10
     logs = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
     assert f"run {run_hash} is being trained by pid {history[0]['pid']}" in logs  # the second one waited
 
 
 @pytest.mark.slow
 def test_the_driver_killed_at_random_moments_never_trains_a_finished_run_twice_and_ends_complete(tmp_path):
-    spec = write_spec(tmp_path, "kills", base={"epochs": 4}, grid={"seed": [0, 1, 2]}, scheduler=FIFO)
+    # 8 epochs a trial: enough work that ten kills 4-16 s apart land before the sweep is done, on an idle
+    # 2-core machine or a loaded one (each restart spends seconds starting Ray before it trains)
+    epochs = 8
+    spec = write_spec(tmp_path, "kills", base={"epochs": epochs}, grid={"seed": [0, 1, 2]}, scheduler=FIFO)
     ok(run(spec, tmp_path / "ref", "--max-concurrent", "1"))
     out, rng, kills = tmp_path / "out", random.Random(13), 0
     finished: dict[str, bytes] = {}
@@ -218,13 +222,13 @@ def test_the_driver_killed_at_random_moments_never_trains_a_finished_run_twice_a
             record = (out / "runs" / run_hash / "record.json").read_bytes()
             if run_hash in finished:
                 assert record == finished[run_hash], f"finished run {run_hash} was written again after kill {kills}"
-            elif n == 4:
+            elif n == epochs:
                 finished[run_hash] = record
         if (out / "kills" / "trials.parquet").is_file():  # the tables read between kills are right
             trials, epochs = tables(out, "kills")
             assert_epochs_whole(trials, epochs)
             assert set(trials.status) <= {"completed", "running", "interrupted", "pending"}
-            assert (trials[trials.status == "completed"].epochs_completed == 4).all()
+            assert (trials[trials.status == "completed"].epochs_completed == epochs).all()
     assert kills >= 10, f"the sweep finished after only {kills} kills"
     ok(run(spec, out, "--max-concurrent", "1"))
     for got, want in zip(outcome(out, "kills"), outcome(tmp_path / "ref", "kills")):
