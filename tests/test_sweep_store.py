@@ -206,8 +206,8 @@ def test_two_sweeps_started_together_that_share_a_run_train_it_once(tmp_path):
 def test_the_driver_killed_at_random_moments_never_trains_a_finished_run_twice_and_ends_complete(tmp_path):
     # 8 epochs a trial: enough work that ten kills 4-16 s apart land before the sweep is done, on an idle
     # 2-core machine or a loaded one (each restart spends seconds starting Ray before it trains)
-    epochs = 8
-    spec = write_spec(tmp_path, "kills", base={"epochs": epochs}, grid={"seed": [0, 1, 2]}, scheduler=FIFO)
+    per_trial = 8
+    spec = write_spec(tmp_path, "kills", base={"epochs": per_trial}, grid={"seed": [0, 1, 2]}, scheduler=FIFO)
     ok(run(spec, tmp_path / "ref", "--max-concurrent", "1"))
     out, rng, kills = tmp_path / "out", random.Random(13), 0
     finished: dict[str, bytes] = {}
@@ -222,13 +222,13 @@ def test_the_driver_killed_at_random_moments_never_trains_a_finished_run_twice_a
             record = (out / "runs" / run_hash / "record.json").read_bytes()
             if run_hash in finished:
                 assert record == finished[run_hash], f"finished run {run_hash} was written again after kill {kills}"
-            elif n == epochs:
+            elif n == per_trial:
                 finished[run_hash] = record
         if (out / "kills" / "trials.parquet").is_file():  # the tables read between kills are right
             trials, epochs = tables(out, "kills")
             assert_epochs_whole(trials, epochs)
             assert set(trials.status) <= {"completed", "running", "interrupted", "pending"}
-            assert (trials[trials.status == "completed"].epochs_completed == epochs).all()
+            assert (trials[trials.status == "completed"].epochs_completed == per_trial).all()
     assert kills >= 10, f"the sweep finished after only {kills} kills"
     ok(run(spec, out, "--max-concurrent", "1"))
     for got, want in zip(outcome(out, "kills"), outcome(tmp_path / "ref", "kills")):
