@@ -50,6 +50,8 @@ def test_width_multiplier_scales_channels():
     ("conv_digits", "digits", 8), ("conv2", "cifar10", 32), ("conv8", "cifar10", 32), ("vgg_small", "cifar10", 32),
     ("resnet18_cifar", "cifar10", 32), ("resnet50_cifar", "cifar100", 32), ("resnet20", "cifar10", 32),
     ("resnet18", "tinyimagenet", 64), ("resnet50", "imagenet", 64),
+    ("vgg_small_seed", "cifar10", 32), ("vgg_small_binact_seed", "cifar10", 32), ("mobilenet_v1", "cifar10", 32),
+    ("mobilenet_v1_graph", "cifar10", 32), ("mobilenet_v1_graph_small", "cifar10", 32), ("shufflenet_v2", "cifar10", 32),
 ])
 def test_every_arch_runs_with_every_algorithm(arch, dataset, size, algo):
     cfg = config_from_dict({"arch": arch, "dataset": dataset, "algo": algo, "density": 0.3, "width": 0.25
