@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,13 @@ class RunConfig:
     val_fraction: float = 0.1
     split_seed: int = 0
     augment: bool = True
-    num_workers: int = field(default=0, metadata=NOT_SEMANTIC)
+    # DataLoader processes on the torchvision path: a number, or auto (the CPU threads this process
+    # was given: a Ray trial's reserved cores)
+    num_workers: int | str = field(default=0, metadata=NOT_SEMANTIC)
+    # auto | device | torchvision: auto holds the uint8 images on the run's device and augments whole
+    # batches there wherever the dataset fits (hiddennets.data.device_path); the same augmentations
+    # from another random stream, so not part of the run's identity (like num_workers)
+    loader: str = field(default="auto", metadata=NOT_SEMANTIC)
     # model
     arch: str = "conv_digits"
     width: float = 1.0
@@ -171,6 +178,14 @@ def check_finite(values: Mapping[str, Any], prefix: str = "") -> None:
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                pass
+        words = " or ".join(_TYPE_WORDS[arg] for arg in typing.get_args(hint))
+        raise ConfigError(f"{key}: expected {words}, got {shown(value)}")
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping of {hint.__name__} keys, got {shown(value)}")

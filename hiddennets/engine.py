@@ -33,7 +33,8 @@ from hiddennets.folder_lock import describe, folder_lock
 from hiddennets.history import result_json
 from hiddennets.identity import config_diff, config_hash
 from hiddennets.cost import CostMeter
-from hiddennets.loops import evaluate_splits, make_loaders, seed_epoch, train_epoch
+from hiddennets.data.loaders import make_loaders, on_device
+from hiddennets.loops import evaluate_splits, seed_epoch, train_epoch
 from hiddennets.outputs import CHECKPOINT, CHECKPOINT_FORMAT, EpochEnd, Output, default_outputs
 from hiddennets.run_dir import claim_run_dir, default_run_dir
 from hiddennets.validation import config_from_dict
@@ -208,10 +209,11 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, callbacks: Iterable
     info = dist_info()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     datasets = build_datasets(cfg)  # missing or broken data fails before the run folder is written
+    tensors = on_device(cfg, datasets)  # the device path's images, read once (None: torchvision's loaders)
     _on_main(info, lambda: claim_run_dir(run_dir, cfg), ConfigError)
     with contextlib.ExitStack() as stack:
         read_only = _on_main(info, lambda: _lock_run(stack, run_dir), ConfigError)
-        return _train_locked(cfg, run_dir, datasets, info, list(callbacks), log, tensorboard, read_only)
+        return _train_locked(cfg, run_dir, (datasets, tensors), info, list(callbacks), log, tensorboard, read_only)
 
 
 def _lock_run(stack: contextlib.ExitStack, run_dir: Path) -> bool:
@@ -229,7 +231,7 @@ def _lock_run(stack: contextlib.ExitStack, run_dir: Path) -> bool:
     return False
 
 
-def _train_locked(cfg: RunConfig, run_dir: Path, datasets, info: DistInfo, callbacks: list[EpochCallback],
+def _train_locked(cfg: RunConfig, run_dir: Path, data, info: DistInfo, callbacks: list[EpochCallback],
                   log: Callable[[str], None] | None, tensorboard: bool, read_only: bool) -> dict[str, Any]:
     device = resolve_device(cfg, info)
     if device.type == "cuda":
@@ -255,9 +257,9 @@ def _train_locked(cfg: RunConfig, run_dir: Path, datasets, info: DistInfo, callb
             log(f"resuming {run_dir} from epoch {state.epoch}")
 
     outputs = default_outputs(run_dir, log, tensorboard) if info.is_main else []
-    data = DATASETS[cfg.dataset].info
-    run = _Run(cfg, run_dir, algorithm, model, device, info, make_loaders(cfg, info, datasets), outputs,
-               callbacks, total, CostMeter(data.in_channels, data.image_size))
+    shape = DATASETS[cfg.dataset].info
+    run = _Run(cfg, run_dir, algorithm, model, device, info, make_loaders(cfg, info, *data, device), outputs,
+               callbacks, total, CostMeter(shape.in_channels, shape.image_size))
     try:
         phase_start = 0
         for phase in phases:

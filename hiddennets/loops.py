@@ -1,16 +1,16 @@
-"""One epoch of training and one evaluation pass, and the data loaders they read.
+"""One epoch of training and one evaluation pass (the loaders are in hiddennets.data.loaders).
 
 Exact resume: data order and augmentation randomness are re-seeded at every epoch start from
 (seed, epoch, rank) (`seed_epoch`), so a checkpoint needs no RNG state to continue bit-identically.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Iterable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DistributedSampler
 
 from hiddennets.algorithms import Algorithm
 from hiddennets.config import RunConfig
@@ -21,30 +21,11 @@ def epoch_seed(cfg: RunConfig, epoch: int, rank: int) -> int:
     return (cfg.seed * 1_000_003 + epoch) * 1009 + rank
 
 
-def make_loaders(cfg: RunConfig, info: DistInfo, datasets: tuple[Dataset, Dataset, Dataset]):
-    """(train loader, its sampler, val loader, test loader); training data sharded by rank. The val
-    loader is None when the run holds out nothing (`val_fraction: 0`, the seeds' own protocol)."""
-    train_ds, val_ds, test_ds = datasets
-    sampler = DistributedSampler(train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=cfg.seed, drop_last=False)
-    common: dict[str, Any] = dict(num_workers=cfg.num_workers, pin_memory=torch.cuda.is_available(),
-                                  persistent_workers=False)
-    train = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
-                       generator=torch.Generator(), **common)
-
-    def shard(ds: Dataset) -> DataLoader:
-        # Evaluation shards by rank without padding; counts are summed across ranks afterwards.
-        part = Subset(ds, range(info.rank, len(ds), info.world_size))
-        return DataLoader(part, batch_size=cfg.eval_batch_size, shuffle=False, **common)
-
-    return train, sampler, (shard(val_ds) if len(val_ds) else None), shard(test_ds)
-
-
-def seed_epoch(cfg: RunConfig, epoch: int, info: DistInfo, sampler: DistributedSampler, loader: DataLoader) -> None:
+def seed_epoch(cfg: RunConfig, epoch: int, info: DistInfo, sampler: DistributedSampler, loader) -> None:
     """Everything random in an epoch follows from (seed, epoch, rank)."""
     torch.manual_seed(epoch_seed(cfg, epoch, info.rank))
     sampler.set_epoch(epoch)
-    loader.generator.manual_seed(epoch_seed(cfg, epoch, info.rank))
+    loader.epoch_generator.manual_seed(epoch_seed(cfg, epoch, info.rank))
 
 
 def _autocast(device: torch.device, cfg: RunConfig):
@@ -62,7 +43,7 @@ def _summarise(sums: torch.Tensor, info: DistInfo, prefix: str) -> dict[str, flo
     return {f"{prefix}_loss": loss / n, f"{prefix}_acc": 100.0 * top1 / n, f"{prefix}_top5": 100.0 * top5 / n}
 
 
-def train_epoch(net: nn.Module, model: nn.Module, loader: DataLoader, optimizers: list[torch.optim.Optimizer],
+def train_epoch(net: nn.Module, model: nn.Module, loader: Iterable, optimizers: list[torch.optim.Optimizer],
                 algorithm: Algorithm, cfg: RunConfig, device: torch.device, info: DistInfo, epoch: int) -> dict[str, float]:
     """One pass over the training data. `net` may be the DDP wrapper of `model`; every optimiser
     steps after each backward pass (Peek-a-Boo has two: Bop for signs, SGD for BN and the classifier)."""
@@ -91,7 +72,7 @@ def train_epoch(net: nn.Module, model: nn.Module, loader: DataLoader, optimizers
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, cfg: RunConfig, device: torch.device, info: DistInfo,
+def evaluate(model: nn.Module, loader: Iterable, cfg: RunConfig, device: torch.device, info: DistInfo,
              prefix: str) -> dict[str, float]:
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)
@@ -105,7 +86,7 @@ def evaluate(model: nn.Module, loader: DataLoader, cfg: RunConfig, device: torch
     return _summarise(sums, info, prefix)
 
 
-def evaluate_splits(net: nn.Module, val_loader: DataLoader | None, test_loader: DataLoader, cfg: RunConfig,
+def evaluate_splits(net: nn.Module, val_loader: Iterable | None, test_loader: Iterable, cfg: RunConfig,
                     device: torch.device, info: DistInfo) -> dict[str, float]:
     """val_* and test_* metrics; no val_* at all without a validation split (an empty split would read 0%)."""
     return {**({} if val_loader is None else evaluate(net, val_loader, cfg, device, info, "val")),

@@ -21,6 +21,7 @@ from hiddennets.models import ARCHITECTURES
 from hiddennets.optim import OPTIMIZERS, SCHEDULES
 
 DEVICES = ("auto", "cpu", "cuda")
+LOADERS = ("auto", "device", "torchvision")
 # Sane bounds: beyond them a value is a typo, or overflows what it seeds or sizes.
 MAX_SEED = 2**31 - 1
 MAX_EPOCHS = 100_000
@@ -37,9 +38,9 @@ def check_name(key: str, name: str) -> None:
                           f"with '.' or '-'), got {name[:80]!r}")
 
 
-def check_loader_workers(num_workers: int, cpus: float, where: str) -> None:
+def check_loader_workers(num_workers: int | str, cpus: float, where: str) -> None:
     """DataLoader processes beyond the CPUs a run has only queue (100,000 of them hang the machine)."""
-    if num_workers > max(1, int(cpus)):
+    if isinstance(num_workers, int) and num_workers > max(1, int(cpus)):
         raise ConfigError(f"num_workers: {num_workers} loader processes but {where} has {int(cpus)} CPU(s); use at most "
                           f"{max(1, int(cpus))}")
 
@@ -67,6 +68,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     check_choice("optimizer.name", cfg.optimizer.name, sorted(OPTIMIZERS))
     check_choice("schedule.name", cfg.schedule.name, sorted(SCHEDULES))
     check_choice("device", cfg.device, list(DEVICES))
+    check_choice("loader", cfg.loader, list(LOADERS))
     check_name("name", cfg.name)
     positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "eval_batch_size": cfg.eval_batch_size,
                 "width": cfg.width}
@@ -100,7 +102,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     if not 0.0 <= cfg.label_smoothing < 1.0:
         raise ConfigError(f"label_smoothing: must be in [0, 1), got {cfg.label_smoothing}")
     # the CPUs a run really has are checked where it runs (pipeline.run: this machine; a sweep: its trials' share)
-    _in_range("num_workers", cfg.num_workers, 0, MAX_LOADER_WORKERS, f"in [0, {MAX_LOADER_WORKERS}]")
+    if isinstance(cfg.num_workers, str):
+        if cfg.num_workers != "auto":
+            raise ConfigError(f"num_workers: expected a number of loader processes or auto, got {cfg.num_workers[:80]!r}")
+    else:
+        _in_range("num_workers", cfg.num_workers, 0, MAX_LOADER_WORKERS, f"in [0, {MAX_LOADER_WORKERS}]")
     for options in cfg.sections.values():  # every section, also other algorithms' (a grid may switch to them)
         check = getattr(options, "check", None)
         if check is not None:
