@@ -93,6 +93,9 @@ class RunConfig:
     seed: int = 0
     device: str = field(default="auto", metadata=NOT_SEMANTIC)  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast, used on CUDA only
+    # torch.compile the network (masks included; one compile per process and phase layout): the same
+    # results within float tolerance, so not part of the identity; costs a compile at the start
+    compile: bool = field(default=False, metadata=NOT_SEMANTIC)
     # section name -> that algorithm's options dataclass (every registered section, defaults filled in)
     sections: dict[str, Any] = field(default_factory=dict, repr=False, metadata=SECTIONS)
 

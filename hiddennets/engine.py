@@ -147,6 +147,9 @@ class _Run:
         if self.info.active and params:  # DDP registers the parameters that train when it wraps: each phase wraps anew
             net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.cfg.compile:
+            # dynamo caches by the forward's code and its guards: the same model compiles once per process
+            net = torch.compile(net)
         return optimizers, schedulers, net
 
     def run_epoch(self, phase: Phase, epoch: int, net: nn.Module, optimizers: list, schedulers: list) -> dict[str, Any]:
@@ -236,8 +239,11 @@ def _train_locked(cfg: RunConfig, run_dir: Path, data, info: DistInfo, callbacks
     device = resolve_device(cfg, info)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # fixed shapes all run long: pick the fastest conv kernels once
     algorithm = ALGORITHMS[cfg.algo]
     model = build_model(cfg).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     phases = algorithm.phases(cfg)
     total = sum(phase.epochs for phase in phases)
 

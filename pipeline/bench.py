@@ -116,7 +116,7 @@ def bench_steps(device: torch.device, repeats: int) -> list[dict]:
     return rows
 
 
-def _algorithm_step_fn(model: nn.Module, cfg, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+def algorithm_step_fn(model: nn.Module, cfg, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
     """One training step with the algorithm's own optimisers (Peek-a-Boo: Bop and SGD)."""
     algorithm = ALGORITHMS[cfg.algo]
     phase = algorithm.phases(cfg)[0]
@@ -150,7 +150,7 @@ def bench_algorithms(device: torch.device, repeats: int) -> list[dict]:
             cfg = config_from_dict({"arch": arch, "dataset": dataset, "density": 0.3, "device": device.type,
                                     "pab": {"prune_iterations": 1}, **overrides})
             model = build_model(cfg).to(device).train()
-            times[label] = timed(_algorithm_step_fn(model, cfg, x, y), device, repeats)
+            times[label] = timed(algorithm_step_fn(model, cfg, x, y), device, repeats)
         cfg = config_from_dict({"arch": arch, "dataset": dataset, "algo": "pab", "density": 0.3})
         model = build_model(cfg).to(device)
         synflow = timed(lambda: ALGORITHMS["pab"].prune_at_init(model, cfg), device, max(1, repeats // 10), warmup=1)

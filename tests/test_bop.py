@@ -44,3 +44,30 @@ def test_bop_state_round_trips_so_a_resumed_run_flips_identically():
     resumed, flips_resumed = run(3)
     assert torch.equal(straight, resumed) and torch.equal(flips, flips_resumed)
     assert flips.sum() > 0 and (flips[~mask] == 0).all()
+
+
+def _per_tensor_step(params, momenta, flips, masks, rate, threshold):
+    """Bop as its definition reads, one tensor at a time (the optimiser does it with foreach ops)."""
+    for p, m, f, mask in zip(params, momenta, flips, masks):
+        m.mul_(1 - rate).add_(p.grad, alpha=rate)
+        flip = (m.abs() >= threshold) & (torch.sign(m) == torch.sign(p)) & mask
+        p.copy_(torch.where(flip, -p, p))
+        f += flip
+
+
+def test_the_foreach_step_equals_the_per_tensor_definition_over_many_steps():
+    torch.manual_seed(0)
+    ours = [torch.randn(50, 30), torch.randn(7, 3, 3, 3), torch.randn(10)]
+    reference = [w.clone() for w in ours]
+    masks = [torch.rand_like(w) < 0.6 for w in ours]
+    opt = Bop(ours, adaptivity=0.3, threshold=0.05, masks=masks)
+    momenta, flips = [torch.zeros_like(w) for w in ours], [torch.zeros_like(w) for w in ours]
+    for _ in range(20):
+        for a, b in zip(ours, reference):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        opt.step()
+        _per_tensor_step(reference, momenta, flips, masks, 0.3, 0.05)
+    assert all(torch.equal(a, b) for a, b in zip(ours, reference))
+    assert all(torch.equal(opt.state[w]["flips"], f) for w, f in zip(ours, flips))
+    assert opt.total_flips() == int(sum(f.sum() for f in flips)) > 1000

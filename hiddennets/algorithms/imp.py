@@ -75,6 +75,7 @@ class IterativeMagnitudePruning(Algorithm):
             self.prune_and_rewind(model, cfg)
         model.imp_level = int(phase.name.removeprefix("level"))
         self.prepare(model, cfg)
+        model.imp_steps_seen = int(model.imp_steps)  # the host's copy of the step count: one sync per phase
 
     @torch.no_grad()
     def prune_and_rewind(self, model, cfg) -> None:
@@ -91,8 +92,9 @@ class IterativeMagnitudePruning(Algorithm):
     def after_step(self, model, cfg):
         if getattr(model, "imp_level", 0) != 0 or cfg.imp.rewind_iter == 0:
             return
-        model.imp_steps += 1
-        if int(model.imp_steps) == cfg.imp.rewind_iter:
+        model.imp_steps += 1  # the buffer, for the checkpoint; the test reads the host's copy (no sync per step)
+        model.imp_steps_seen = getattr(model, "imp_steps_seen", 0) + 1
+        if model.imp_steps_seen == cfg.imp.rewind_iter:
             for module, name, p in _own_parameters(model):
                 getattr(module, REWIND_PREFIX + name).copy_(p)
 
