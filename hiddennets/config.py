@@ -87,6 +87,10 @@ class RunConfig:
     epochs: int = 20
     batch_size: int = 128
     eval_batch_size: int = field(default=512, metadata=NOT_SEMANTIC)
+    # evaluate the test set every this many epochs of a phase, and also at every new best validation
+    # accuracy (so test_acc_at_best_val stays exact) and at each phase's last epoch; 1 = every epoch,
+    # the seeds' behaviour (and what the best-test-over-epochs protocol assumes). Validation: every epoch.
+    test_every: int = 1
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     label_smoothing: float = 0.0

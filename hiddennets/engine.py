@@ -30,7 +30,7 @@ from hiddennets.data import DATASETS, build_datasets
 from hiddennets.distributed import DistInfo, barrier, broadcast_error, dist_info
 from hiddennets.errors import CheckpointError, ConfigError, DivergedError
 from hiddennets.folder_lock import describe, folder_lock
-from hiddennets.history import result_json
+from hiddennets.history import present, result_json
 from hiddennets.identity import config_diff, config_hash
 from hiddennets.cost import CostMeter
 from hiddennets.data.loaders import make_loaders, on_device
@@ -152,7 +152,15 @@ class _Run:
             net = torch.compile(net)
         return optimizers, schedulers, net
 
-    def run_epoch(self, phase: Phase, epoch: int, net: nn.Module, optimizers: list, schedulers: list) -> dict[str, Any]:
+    def wants_test(self, epoch: int, phase_start: int, phase_end: int, history: list[dict[str, Any]]):
+        """Whether epoch `epoch` (0-based) evaluates the test set, given its val_* metrics (`test_every`)."""
+        if self.cfg.test_every == 1 or epoch + 1 == phase_end or (epoch + 1 - phase_start) % self.cfg.test_every == 0:
+            return True
+        best = max((row["val_acc"] for row in history if present(row.get("val_acc"))), default=None)
+        return lambda metrics: "val_acc" in metrics and (best is None or metrics["val_acc"] > best)
+
+    def run_epoch(self, phase: Phase, epoch: int, net: nn.Module, optimizers: list, schedulers: list,
+                  test: Any = True) -> dict[str, Any]:
         """Train one epoch and evaluate it; returns its metrics row."""
         cfg, model, algorithm, info, device = self.cfg, self.model, self.algorithm, self.info, self.device
         train_loader, sampler, val_loader, test_loader = self.loaders
@@ -168,13 +176,14 @@ class _Run:
         for scheduler in schedulers:
             scheduler.step()
         algorithm.refresh(model, cfg, epoch)
-        metrics.update(evaluate_splits(net, val_loader, test_loader, cfg, device, info))
+        metrics.update(evaluate_splits(net, val_loader, test_loader, cfg, device, info, test))
         check_finite(metrics)  # every rank sees the same reduced losses, so all stop together
         check_tensors_finite(model, epoch + 1, lr)  # DDP keeps the ranks' parameters equal: all stop together
         for suffix, mode in algorithm.evaluation_modes(model, cfg, phase).items():
             with mode:
                 extra.update({f"{key}_{suffix}": value
-                              for key, value in evaluate_splits(net, val_loader, test_loader, cfg, device, info).items()})
+                              for key, value in evaluate_splits(net, val_loader, test_loader, cfg, device, info,
+                                                                 "test_acc" in metrics).items()})
         undeclared = sorted(set(extra) - set(algorithm.metrics))
         if undeclared:  # the tables' columns come from the declaration: an undeclared metric would be lost
             raise TypeError(f"algorithm '{algorithm.name}' reports undeclared metrics {undeclared}; add them to its metrics")
@@ -273,7 +282,8 @@ def _train_locked(cfg: RunConfig, run_dir: Path, data, info: DistInfo, callbacks
             if state.epoch < phase_end:
                 optimizers, schedulers, net = run.start_phase(phase, state.epoch == phase_start, saved)
                 for epoch in range(state.epoch, phase_end):
-                    metrics = run.run_epoch(phase, epoch, net, optimizers, schedulers)
+                    metrics = run.run_epoch(phase, epoch, net, optimizers, schedulers,
+                                            run.wants_test(epoch, phase_start, phase_end, state.history))
                     state.epoch, state.history = epoch + 1, state.history + [metrics]
                     run.end_epoch(phase, state, optimizers, schedulers)
             phase_start = phase_end

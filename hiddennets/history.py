@@ -24,7 +24,7 @@ class HistorySummary:
     epochs_completed: int
     last: Row
     best_val: Row | None  # None: the run has no validation split
-    best_test_acc: float
+    best_test_acc: float | None  # over the epochs the test set was evaluated (every one at test_every 1)
     seconds: float
     phases: list[PhaseSummary]  # in the order the phases ran
 
@@ -52,7 +52,7 @@ def summarise(history: Sequence[Row]) -> HistorySummary:
         by_phase.setdefault(row.get("phase") or "train", []).append(row)
     return HistorySummary(
         epochs_completed=len(history), last=history[-1], best_val=_best_val(history),
-        best_test_acc=max(r["test_acc"] for r in history),
+        best_test_acc=max((r["test_acc"] for r in history if present(r.get("test_acc"))), default=None),
         seconds=float(sum(r.get("seconds") or 0.0 for r in history)),
         phases=[PhaseSummary(name, rows[-1], _best_val(rows)) for name, rows in by_phase.items()])
 

@@ -5,7 +5,7 @@ Exact resume: data order and augmentation randomness are re-seeded at every epoc
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -95,7 +95,10 @@ def evaluate(model: nn.Module, loader: Iterable, cfg: RunConfig, device: torch.d
 
 
 def evaluate_splits(net: nn.Module, val_loader: Iterable | None, test_loader: Iterable, cfg: RunConfig,
-                    device: torch.device, info: DistInfo) -> dict[str, float]:
-    """val_* and test_* metrics; no val_* at all without a validation split (an empty split would read 0%)."""
-    return {**({} if val_loader is None else evaluate(net, val_loader, cfg, device, info, "val")),
-            **evaluate(net, test_loader, cfg, device, info, "test")}
+                    device: torch.device, info: DistInfo, test: bool | Callable[[dict], bool] = True) -> dict[str, float]:
+    """val_* and test_* metrics; no val_* at all without a validation split (an empty split would read 0%).
+    `test` may decide from the val_* metrics whether the test set is evaluated too (`test_every`)."""
+    metrics = {} if val_loader is None else evaluate(net, val_loader, cfg, device, info, "val")
+    if test(metrics) if callable(test) else test:
+        metrics.update(evaluate(net, test_loader, cfg, device, info, "test"))
+    return metrics

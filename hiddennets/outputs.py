@@ -84,7 +84,7 @@ def format_line(m: dict[str, Any], epochs: int) -> str:
     lr = f"lr {m['lr']:.4g}" if m.get("lr") is not None else "lr -"
     val = f"val {m['val_acc']:5.1f}%  " if m.get("val_acc") is not None else ""  # none held out: no val column
     return (f"epoch {m['epoch']:>3}/{epochs}  loss {m['train_loss']:.4f}  train {m['train_acc']:5.1f}%  "
-            f"{val}test {m['test_acc']:5.1f}%  density {m['density']:.4f}  "
+            f"{val}test {format(m['test_acc'], '5.1f') + '%' if m.get('test_acc') is not None else '    -  '}  density {m['density']:.4f}  "
             f"{lr}  {m['seconds']:.1f}s")
 
 

@@ -71,7 +71,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     check_choice("loader", cfg.loader, list(LOADERS))
     check_name("name", cfg.name)
     positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "eval_batch_size": cfg.eval_batch_size,
-                "width": cfg.width}
+                "width": cfg.width, "test_every": cfg.test_every}
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")

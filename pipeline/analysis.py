@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from hiddennets.algorithms import ALGORITHMS, TwoPhaseReport
 from hiddennets.errors import ConfigError
-from hiddennets.history import at, summarise
+from hiddennets.history import at, present, summarise
 from pipeline.storage import filesystem, is_uri
 from pipeline.tables import config_column_names
 
@@ -105,7 +105,8 @@ def results_view(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
                         "status": "completed" if len(part) == int(trial["epochs"]) else trial["status"],
                         "epochs_completed": len(part), "best_val_acc": at(phase.best_val, "val_acc"),
                         "test_acc_at_best_val": at(phase.best_val, "test_acc"),
-                        "best_test_acc": max(r["test_acc"] for r in part), "last_test_acc": phase.end["test_acc"],
+                        "best_test_acc": max((r["test_acc"] for r in part if present(r.get("test_acc"))), default=None),
+                        "last_test_acc": phase.end["test_acc"],
                         "last_val_acc": phase.end.get("val_acc"), "last_density": phase.end["measured_density"],
                         "params_kept": phase.end.get("params_kept"), "flops_effective": phase.end.get("flops_effective")})
             rows.append(row)

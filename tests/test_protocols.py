@@ -120,3 +120,23 @@ def assert_comparison_counts_completed_trials_only(trials: pd.DataFrame) -> None
     for _, description in PROTOCOLS.values():
         assert len(re.findall(rf"\|\s*{description}\s*\|", text)) == settings
     assert len(re.findall(r"\|\s*1 stopped_early\s*\|", text)) == 3 * len(stopped)  # one trial per setting here
+
+
+def test_test_every_evaluates_the_test_set_on_schedule_at_new_best_val_and_at_the_phase_end(tmp_path):
+    from hiddennets import config_from_dict, train
+    every = train(config_from_dict({"epochs": 7}), tmp_path / "every", log=None)
+    sparse = train(config_from_dict({"epochs": 7, "test_every": 3}), tmp_path / "sparse", log=None)
+    rows = [json.loads(line) for line in (tmp_path / "sparse" / "metrics.jsonl").read_text().splitlines()]
+    full = [json.loads(line) for line in (tmp_path / "every" / "metrics.jsonl").read_text().splitlines()]
+    best = -1.0
+    for row, ref in zip(rows, full):
+        assert row["val_acc"] == ref["val_acc"]  # validation every epoch, and training untouched
+        new_best = row["val_acc"] > best
+        best = max(best, row["val_acc"])
+        expected = row["epoch"] % 3 == 0 or row["epoch"] == 7 or new_best
+        assert ("test_acc" in row) == expected, row["epoch"]
+        if expected:
+            assert row["test_acc"] == ref["test_acc"]
+    assert sum("test_acc" in r for r in rows) < 7  # something was skipped
+    assert sparse["test_acc_at_best_val"] == every["test_acc_at_best_val"]
+    assert sparse["last_test_acc"] == every["last_test_acc"]

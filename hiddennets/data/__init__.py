@@ -7,24 +7,36 @@ is held out of the training set with `split_seed`, so it never overlaps the test
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch.utils.data import Dataset, Subset
 
-from hiddennets.data import digits, folders, torchvision_sets
+from hiddennets.data import digits
 from hiddennets.data.spec import DataError, DataInfo, DatasetSpec, Splits
 
 if TYPE_CHECKING:
     from hiddennets.config import RunConfig
 
+
+
+def _lazy(module: str, name: str) -> Callable[["RunConfig"], Splits]:
+    """A loader imported when a run first reads the dataset: torchvision's import (about a second) is
+    paid only by runs on its datasets, not by digits runs, validation or a sweep's driver."""
+    def load(cfg: "RunConfig") -> Splits:
+        return getattr(importlib.import_module(module), name)(cfg)
+    return load
+
+
+_SETS, _FOLDERS = "hiddennets.data.torchvision_sets", "hiddennets.data.folders"
 DATASETS: dict[str, DatasetSpec] = {
     "digits": digits.SPEC,
-    "mnist": torchvision_sets.MNIST_SPEC,
-    "cifar10": torchvision_sets.CIFAR10_SPEC,
-    "cifar100": torchvision_sets.CIFAR100_SPEC,
-    "tinyimagenet": folders.TINYIMAGENET_SPEC,
-    "imagenet": folders.IMAGENET_SPEC,
+    "mnist": DatasetSpec(DataInfo(10, 1, 28), _lazy(_SETS, "load_mnist")),
+    "cifar10": DatasetSpec(DataInfo(10, 3, 32), _lazy(_SETS, "load_cifar10")),
+    "cifar100": DatasetSpec(DataInfo(100, 3, 32), _lazy(_SETS, "load_cifar100")),
+    "tinyimagenet": DatasetSpec(DataInfo(200, 3, 64), _lazy(_FOLDERS, "load_tinyimagenet")),
+    "imagenet": DatasetSpec(DataInfo(1000, 3, 224), _lazy(_FOLDERS, "load_imagenet")),
 }
 
 

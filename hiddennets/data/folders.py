@@ -11,7 +11,7 @@ from pathlib import Path
 from torchvision import datasets
 
 from hiddennets.data import transforms
-from hiddennets.data.spec import DataError, DataInfo, DatasetSpec, Splits
+from hiddennets.data.spec import DataError, Splits
 
 
 class AnnotatedFolder(datasets.ImageFolder):
@@ -60,7 +60,5 @@ def _load(name: str, tfs):
     return load
 
 
-IMAGENET_SPEC = DatasetSpec(DataInfo(1000, 3, 224), _load("imagenet", transforms.imagenet))
-TINYIMAGENET_SPEC = DatasetSpec(
-    DataInfo(200, 3, 64),
-    _load("tinyimagenet", lambda augment: transforms.small_image(transforms.IMAGENET_STATS, 64, augment)))
+load_imagenet = _load("imagenet", transforms.imagenet)
+load_tinyimagenet = _load("tinyimagenet", lambda augment: transforms.small_image(transforms.IMAGENET_STATS, 64, augment))

@@ -7,7 +7,7 @@ from pathlib import Path
 from torchvision import datasets
 
 from hiddennets.data import transforms
-from hiddennets.data.spec import DataError, DataInfo, DatasetSpec, Splits
+from hiddennets.data.spec import DataError, Splits
 
 
 def _without_file_checksums(cls):
@@ -35,7 +35,7 @@ def _open(name: str, root: Path, expected: list[str], how_to_get: str, make, dow
                         "they may be truncated or corrupt") from None
 
 
-def _mnist(cfg) -> Splits:
+def load_mnist(cfg) -> Splits:
     root = Path(cfg.data_dir).expanduser()
     files = ["MNIST/raw/" + f for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
@@ -49,7 +49,7 @@ def _mnist(cfg) -> Splits:
     return Splits(train, train, _open("mnist", root, files, how, make(False), cfg.download))
 
 
-def _cifar(name: str, cls, folder: str, files: list[str], stats, num_classes: int) -> DatasetSpec:
+def _cifar(name: str, cls, folder: str, files: list[str], stats):
     def load(cfg) -> Splits:
         root = Path(cfg.data_dir).expanduser()
         expected = [f"{folder}/{f}" for f in files]
@@ -62,12 +62,11 @@ def _cifar(name: str, cls, folder: str, files: list[str], stats, num_classes: in
         return Splits(_open(name, root, expected, how, make(True, train_tf), cfg.download),
                       _open(name, root, expected, how, make(True, eval_tf), False),
                       _open(name, root, expected, how, make(False, eval_tf), False))
-    return DatasetSpec(DataInfo(num_classes, 3, 32), load)
+    return load
 
 
-MNIST_SPEC = DatasetSpec(DataInfo(10, 1, 28), _mnist)
-CIFAR10_SPEC = _cifar("cifar10", _without_file_checksums(datasets.CIFAR10), "cifar-10-batches-py",
+load_cifar10 = _cifar("cifar10", _without_file_checksums(datasets.CIFAR10), "cifar-10-batches-py",
                       [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"],
-                      transforms.CIFAR10_STATS, 10)
-CIFAR100_SPEC = _cifar("cifar100", _without_file_checksums(datasets.CIFAR100), "cifar-100-python",
-                       ["train", "test", "meta"], transforms.CIFAR100_STATS, 100)
+                      transforms.CIFAR10_STATS)
+load_cifar100 = _cifar("cifar100", _without_file_checksums(datasets.CIFAR100), "cifar-100-python",
+                       ["train", "test", "meta"], transforms.CIFAR100_STATS)
