@@ -82,3 +82,20 @@ def test_truncated_cifar_batch_is_reported(tmp_path):
     (folder / "data_batch_3").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(ConfigError, match="dataset cifar10: cannot read the files.*truncated or corrupt"):
         datasets_for(dataset="cifar10", data_dir=str(tmp_path))
+
+
+def test_digits_read_without_scikit_learn_equal_load_digits_and_its_stratified_split():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from hiddennets.data import digits
+    from hiddennets.data.digits_split import TEST_INDEX, TRAIN_INDEX
+
+    bunch = load_digits()
+    train, test = train_test_split(range(len(bunch.target)), test_size=digits.TEST_FRACTION, random_state=0,
+                                   stratify=bunch.target)
+    assert list(TRAIN_INDEX) == list(train) and list(TEST_INDEX) == list(test)
+    splits = digits.load(None)
+    expected = (torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0 - digits.MEAN) / digits.STD
+    assert torch.equal(splits.test.tensors[0], expected[list(test)])
+    assert torch.equal(splits.train.tensors[1], torch.tensor(bunch.target)[list(train)])

@@ -9,19 +9,11 @@ from hiddennets import build_model, config_from_dict, train
 from hiddennets.algorithms import ALGORITHMS
 from hiddennets.layers import subnet_layers
 from hiddennets.optim import build_optimizer
-from pipeline.bench import algorithm_step_fn
+from pipeline.bench import VARIANTS, algorithm_step_fn, variant_config
 from pipeline.op_count import count_ops
 
-VARIANTS = {"dense": {}, "ep": {}, "dnw": {}, "gem_miner": {}, "biprop": {},
-            "biprop_global": {"algo": "biprop", "biprop": {"global_threshold": True}}, "hc": {},
-            "pab": {"learn_bn": True}, "pab_psg": {"algo": "pab", "learn_bn": True, "pab": {"psg": True}},
-            "imp": {"imp": {"rewind_iter": 5}}, "random_mask": {"random_mask": {"train_weights": True}}}
-
-
 def _setup(name, **kw):
-    overrides = {"algo": name, **VARIANTS[name]}
-    cfg = config_from_dict({"arch": "conv4", "dataset": "cifar10", "density": 0.3, "width": 0.25,
-                            "pab": {"prune_iterations": 1, **overrides.pop("pab", {})}, **overrides, **kw})
+    cfg = variant_config(name, "conv4", width=0.25, **kw)
     torch.manual_seed(0)
     return cfg, build_model(cfg).train(), torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
 
