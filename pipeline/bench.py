@@ -16,7 +16,7 @@ variant alike instead of faking a ratio.
    against SGD's.
 4. Exact top-k mask methods, per layer size.
 5. Fixed costs: import time, a digits run's start-up (wall time minus its epoch), an edge-popup
-   ResNet-18 checkpoint's size. With --packed (CUDA): N = 1, 2, 4 processes training at once on one
+   ResNet-18 checkpoint's model state, the driver's tables callback at 1,000 simulated trials. With --packed (CUDA): N = 1, 2, 4 processes training at once on one
    GPU, total images/s.
 """
 from __future__ import annotations
@@ -305,6 +305,43 @@ def bench_fixed_costs(device: torch.device) -> list[dict]:
     return rows
 
 
+def bench_tables(n_trials: int, epochs: int = 10) -> list[dict]:
+    """The driver's tables callback (write_view) over a local store of `n_trials` finished runs of
+    `epochs` epochs each (rows of a real digits run), one of them still training: a cold call, then
+    warm calls after that run adds an epoch (what every trial result costs the driver)."""
+    from hiddennets import train
+    from hiddennets.identity import config_hash
+    from pipeline.run_store import RECORD, RunRecord, RunStore
+    from pipeline.sweep_view import SweepTrial, write_view
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        train(config_from_dict({"epochs": 1}), root / "template", log=None, tensorboard=False)
+        template = json.loads((root / "template" / "metrics.jsonl").read_text().splitlines()[0])
+        store, trials = RunStore(str(root / "store")), []
+        for i in range(n_trials):
+            cfg = config_from_dict({"epochs": epochs, "seed": i})
+            done = epochs if i else epochs - 1
+            history = [dict(template, epoch=e + 1, end_time=float(e), trained_by="bench@v1") for e in range(done)]
+            record = RunRecord(config_hash(cfg), cfg.to_dict(), epochs, history, [], 0.0)
+            store.write_atomic(store.path_of(record.hash, RECORD), record.to_json().encode())
+            trials.append(SweepTrial(record.hash, {"seed": i}, cfg))
+        sweep = root / "sweep"
+        sweep.mkdir()
+        cache: dict = {}
+        times = []
+        for call in range(4):
+            if call:  # the running trial reports one more epoch
+                record = store.read(trials[0].id).record
+                record.history.append(dict(template, epoch=len(record.history) + 1, end_time=100.0 + call))
+                store.write_atomic(store.path_of(record.hash, RECORD), record.to_json().encode())
+            start = time.perf_counter()
+            write_view(str(sweep), "bench", store, trials, "fp", "bench@v1", cache)
+            times.append(time.perf_counter() - start)
+    return [{"cost": f"tables callback, {n_trials} trials x {epochs} epochs: first call (s)", "value": times[0]},
+            {"cost": f"tables callback, {n_trials} trials: a later call, median (s)", "value": statistics.median(times[1:])}]
+
+
 _PACKED_WORKER = """
 import sys, time, torch
 from pipeline.bench import algorithm_step_fn, variant_config, _model, _batch
@@ -356,6 +393,7 @@ def main(argv: list[str]) -> int:
                    help="also time compiled steps (default: on CUDA only; a compile takes a minute on a CPU)")
     p.add_argument("--packed", action=argparse.BooleanOptionalAction, default=None,
                    help="N = 1, 2, 4 processes on one GPU (default: on CUDA)")
+    p.add_argument("--tables-trials", type=int, default=1000, help="simulated trials for the tables callback")
     p.add_argument("--json", help="also write the measurements to this file")
     args = p.parse_args(argv)
     device = torch.device(args.device)
@@ -385,7 +423,7 @@ def main(argv: list[str]) -> int:
             bench_optimizer_ops(device))
     section("masks", f"4. exact top-k mask, density 0.3 (ratio = time / time of {LIBRARY_METHOD}, the library's method)",
             bench_masks(device, rounds))
-    section("fixed_costs", "5. fixed costs", bench_fixed_costs(device))
+    section("fixed_costs", "5. fixed costs", bench_fixed_costs(device) + bench_tables(args.tables_trials))
     if (on_cuda if args.packed is None else args.packed):
         section("packed", "   trials packed on one GPU: N processes training edge-popup at once",
                 bench_packed(archs[-1], args.batch, seconds=20))

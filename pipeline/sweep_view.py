@@ -229,7 +229,11 @@ def trial_records(sweep_uri: str, store: RunStore, trials: list[SweepTrial], fin
 
 def write_view(sweep_uri: str, sweep: str, store: RunStore, trials: list[SweepTrial], fingerprint: str,
                label: str, cache: dict | None = None):
-    return write_tables(sweep_uri, sweep, trial_records(sweep_uri, store, trials, fingerprint, label, cache))
+    """Write the sweep's three tables. `cache` (the driver's, kept between calls) holds complete records
+    and each trial's built rows, so a call does work for what changed, not for the whole sweep."""
+    cache = {} if cache is None else cache
+    records = trial_records(sweep_uri, store, trials, fingerprint, label, cache.setdefault("records", {}))
+    return write_tables(sweep_uri, sweep, records, cache.setdefault("built", {}))
 
 
 def sweeps_in(storage: str) -> list[str]:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 import torch
 
@@ -19,7 +20,7 @@ from pipeline.run_lease import hold_run, run_holder
 from pipeline.run_store import RunStore
 from pipeline.spec import SweepSpec
 from pipeline.sweep_view import (SweepTrial, expand_trials, read_outcomes, record_version, trial_records, versions,
-                                 write_outcome)
+                                 write_outcome, write_view)
 from tests.conftest import REPO
 
 BASE = {"dataset": "digits", "arch": "conv_digits", "algo": "ep", "density": 0.5, "epochs": 3, "name": "s"}
@@ -186,3 +187,35 @@ def test_spec_versions_are_appended_with_the_keys_that_changed(tmp_path):
     record_version(sweep, one, expand_trials(one))  # back to the first spec: a third version, the first untouched
     assert [v.number for v in versions(sweep)] == [1, 2, 3]
     assert (tmp_path / "s" / "versions" / "0001.json").read_text() == first
+
+
+def test_the_tables_built_incrementally_equal_the_tables_built_from_scratch(tmp_path):
+    """The driver's callback keeps each trial's rows between calls and rebuilds only the trials that
+    changed; its tables must be exactly what a fresh build gives after every change."""
+    store, sweep = RunStore(str(tmp_path)), tmp_path / "s"
+    sweep.mkdir()
+    cfgs = [config_from_dict(BASE, {"seed": s}) for s in range(6)]
+    trials = [SweepTrial(config_hash(c), {"seed": i}, c) for i, c in enumerate(cfgs)]
+    partial = [trained(store, c, 3 if i < 4 else 1) for i, c in enumerate(cfgs)]
+    cache: dict = {}
+
+    names = ("trials.parquet", "epochs.parquet", "layers.parquet")
+
+    def both():
+        write_view(str(sweep), "s", store, trials, "fp", "s@v1", cache)
+        ours = [pd.read_parquet(sweep / name) for name in names]
+        write_view(str(sweep), "s", store, trials, "fp", "s@v1")  # no cache: everything anew
+        for name, frame in zip(names, ours):
+            pd.testing.assert_frame_equal(frame, pd.read_parquet(sweep / name))
+        return ours
+
+    first = both()
+    assert len(first[1]) == 4 * 3 + 2
+    kept = {t.id: cache["built"][t.id][2] for t in trials}
+    store.commit_epoch(partial[4], row(2, 60.0), ckpt(2))          # one trial trains an epoch
+    write_outcome(str(sweep), trials[5].id, {"status": "errored", "reason": "boom", "version_fingerprint": "fp"})
+    second = both()
+    assert len(second[1]) == len(first[1]) + 1
+    assert list(second[0]["status"]) == ["completed"] * 4 + ["interrupted", "errored"]
+    rebuilt = [t.id for t in trials if cache["built"][t.id][2] is not kept[t.id]]
+    assert rebuilt == [trials[4].id, trials[5].id]  # only what changed was built again
