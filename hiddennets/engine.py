@@ -30,6 +30,7 @@ from hiddennets.data import DATASETS, build_datasets
 from hiddennets.distributed import DistInfo, barrier, broadcast_error, dist_info
 from hiddennets.errors import CheckpointError, ConfigError, DivergedError
 from hiddennets.folder_lock import describe, folder_lock
+from hiddennets.frozen_weights import FrozenWeights
 from hiddennets.history import present, result_json
 from hiddennets.identity import config_diff, config_hash
 from hiddennets.cost import CostMeter
@@ -130,6 +131,7 @@ class _Run:
     callbacks: list[EpochCallback]
     total: int
     cost: CostMeter
+    frozen: FrozenWeights
 
     def start_phase(self, phase: Phase, fresh: bool, saved: dict[str, Any] | None):
         """The phase's optimisers and schedules (restored when resuming inside it), and the network to run."""
@@ -196,7 +198,7 @@ class _Run:
 
     def end_epoch(self, phase: Phase, state: RunState, optimizers: list, schedulers: list) -> None:
         end = EpochEnd(self.cfg, self.run_dir, phase.name, state.epoch, self.total, state.history[-1], state.history,
-                       self.model, optimizers, schedulers)
+                       self.model, optimizers, schedulers, self.frozen)
         for output in self.outputs:  # rank 0 only; the checkpoint first
             output.write(end)
         barrier(self.info)  # nobody reads a checkpoint that rank 0 is still writing
@@ -250,7 +252,9 @@ def _train_locked(cfg: RunConfig, run_dir: Path, data, info: DistInfo, callbacks
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True  # fixed shapes all run long: pick the fastest conv kernels once
     algorithm = ALGORITHMS[cfg.algo]
-    model = build_model(cfg).to(device)
+    model = build_model(cfg)
+    frozen = FrozenWeights(model)  # digests of the weights as built: the checkpoint leaves out what stays so
+    model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     phases = algorithm.phases(cfg)
@@ -267,14 +271,14 @@ def _train_locked(cfg: RunConfig, run_dir: Path, data, info: DistInfo, callbacks
             write_json(result, run_dir / "result.json")
         return result
     if saved is not None:
-        model.load_state_dict(saved["model"])
+        frozen.restore(model, saved, str(run_dir / CHECKPOINT))
         if log and info.is_main:
             log(f"resuming {run_dir} from epoch {state.epoch}")
 
     outputs = default_outputs(run_dir, log, tensorboard) if info.is_main else []
     shape = DATASETS[cfg.dataset].info
     run = _Run(cfg, run_dir, algorithm, model, device, info, make_loaders(cfg, info, *data, device), outputs,
-               callbacks, total, CostMeter(shape.in_channels, shape.image_size))
+               callbacks, total, CostMeter(shape.in_channels, shape.image_size), frozen)
     try:
         phase_start = 0
         for phase in phases:

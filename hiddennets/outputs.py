@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from hiddennets.checkpoint import save_checkpoint, write_jsonl
 from hiddennets.config import RunConfig
+from hiddennets.frozen_weights import KEY as REGENERATED, FrozenWeights
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -33,6 +34,7 @@ class EpochEnd:
     model: nn.Module
     optimizers: list[torch.optim.Optimizer]
     schedulers: list[Any]
+    frozen: FrozenWeights | None = None  # the model's weights as built: what the checkpoint may leave out
 
 
 class Output(Protocol):
@@ -41,11 +43,13 @@ class Output(Protocol):
 
 
 class CheckpointWriter:
-    """checkpoint.pt: all the state needed to continue exactly (hiddennets.checkpoint keeps two generations)."""
+    """checkpoint.pt: all the state needed to continue exactly (hiddennets.checkpoint keeps two generations),
+    less the frozen random weights, rebuilt from the seed at resume (hiddennets.frozen_weights)."""
 
     def write(self, end: EpochEnd) -> None:
+        model, regenerated = end.frozen.model_state(end.model) if end.frozen else (end.model.state_dict(), {})
         save_checkpoint({"format": CHECKPOINT_FORMAT, "config": end.cfg.to_dict(), "epoch": end.epoch,
-                         "phase": end.phase, "history": end.history, "model": end.model.state_dict(),
+                         "phase": end.phase, "history": end.history, "model": model, REGENERATED: regenerated,
                          "optimizer": [opt.state_dict() for opt in end.optimizers],
                          "scheduler": [sched.state_dict() for sched in end.schedulers]}, end.run_dir / CHECKPOINT)
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from hiddennets.frozen_weights import model_from_checkpoint
 from hiddennets import build_model, load_config
 from hiddennets.checkpoint import load_checkpoint
 from hiddennets.cost import CostMeter, layer_counts
@@ -16,7 +17,6 @@ from hiddennets.masks import kept_count
 from hiddennets.validation import config_from_dict
 from pipeline.analysis import load, load_layers, results_view
 from pipeline.published import compare, published
-from pipeline.run_store import RunStore
 from tests.conftest import run_cli
 from tests.test_sweep import write_spec
 
@@ -70,11 +70,8 @@ def test_layers_table_equals_the_trained_layers_own_kept_counts_and_imp_is_repor
     trials, epochs = load(str(tmp_path / "out" / "cost"))
     layers = load_layers(str(tmp_path / "out" / "cost"))
     assert set(trials.status) == {"completed"}
-    store = RunStore(str(tmp_path / "out"))
     for trial in trials.itertuples():
-        record = store.read(trial.trial_id).record
-        model = build_model(config_from_dict(record.config))
-        model.load_state_dict(load_checkpoint(Path(trial.checkpoint))["model"])  # the newest: the last epoch
+        model = model_from_checkpoint(load_checkpoint(Path(trial.checkpoint)))  # the newest: the last epoch
         last = layers[(layers.trial_id == trial.trial_id) & (layers.epoch == trial.epochs_completed)]
         own = layer_counts(model)
         assert last[["layer", "kept", "total"]].values.tolist() == [[c.name, c.kept, c.total] for c in own]

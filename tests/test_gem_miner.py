@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from hiddennets.frozen_weights import model_from_checkpoint
 from hiddennets import build_model, config_from_dict, load_config, train
 from hiddennets.algorithms import ALGORITHMS, total_epochs
 from hiddennets.algorithms.gem_miner import finetune_schedule, flagged_after_round, prune_round, rounds
@@ -68,7 +69,7 @@ def test_gem_miner_search_and_finetune_on_digits_beat_a_random_mask_and_resume_e
     snapshots = {}
 
     def snapshot(metrics, checkpoint):
-        snapshots[metrics["epoch"]] = load_checkpoint(checkpoint)["model"]
+        snapshots[metrics["epoch"]] = model_from_checkpoint(load_checkpoint(checkpoint)).state_dict()
 
     result = train(cfg, tmp_path / "gm", callbacks=[snapshot], log=None)
     random_mask = train(load_config(quickstart, {"algo": "random_mask", "epochs": 8}), tmp_path / "rm", log=None)

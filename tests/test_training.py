@@ -12,7 +12,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from hiddennets import build_model, load_config, train
+from hiddennets.frozen_weights import model_from_checkpoint
+from hiddennets import load_config, train
 from hiddennets.checkpoint import load_checkpoint
 from hiddennets.data import build_datasets
 from hiddennets.distributed import DistInfo
@@ -95,8 +96,7 @@ def test_ddp_two_gloo_workers_shard_data_and_all_reduce_metrics(quickstart, tmp_
     assert [r["epoch"] for r in rows] == [1, 2]  # one writer
     # the all-reduced validation accuracy equals a single-process evaluation of the saved model
     cfg = load_config(quickstart, epochs=2)
-    model = build_model(cfg)
-    model.load_state_dict(load_checkpoint(run_dir / "checkpoint.pt")["model"])
+    model = model_from_checkpoint(load_checkpoint(run_dir / "checkpoint.pt"))
     _, val, _ = build_datasets(cfg)
     loader = torch.utils.data.DataLoader(val, batch_size=512)
     single = evaluate(model, loader, cfg, torch.device("cpu"), DistInfo(), "val")
