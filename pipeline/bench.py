@@ -16,8 +16,8 @@ variant alike instead of faking a ratio.
    against SGD's.
 4. Exact top-k mask methods, per layer size.
 5. Fixed costs: import time, a digits run's start-up (wall time minus its epoch), an edge-popup
-   ResNet-18 checkpoint's model state, the driver's tables callback at 1,000 simulated trials. With --packed (CUDA): N = 1, 2, 4 processes training at once on one
-   GPU, total images/s.
+   ResNet-18 checkpoint's model state, the driver's tables callback at 1,000 simulated trials.
+   With --packed (the default on CUDA): N = 1, 2, 4 processes training at once on one GPU, total images/s.
 """
 from __future__ import annotations
 
@@ -348,27 +348,28 @@ def bench_tables(n_trials: int, epochs: int = 10) -> list[dict]:
 
 _PACKED_WORKER = """
 import sys, time, torch
-from pipeline.bench import algorithm_step_fn, variant_config, _model, _batch
-device = torch.device("cuda")
-cfg = variant_config("ep", sys.argv[1], device="cuda")
-x, y = _batch(device, int(sys.argv[2]))
+from pipeline.bench import algorithm_step_fn, variant_config, _model, _batch, _sync
+arch, batch, seconds, device = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), torch.device(sys.argv[4])
+cfg = variant_config("ep", arch, device=device.type)
+x, y = _batch(device, batch)
 step = algorithm_step_fn(_model(cfg, device), cfg, x, y)
-for _ in range(5): step()
-torch.cuda.synchronize(); start = time.perf_counter(); n = 0
-while time.perf_counter() - start < float(sys.argv[3]):
+for _ in range(3): step()
+_sync(device); start = time.perf_counter(); n = 0
+while time.perf_counter() - start < seconds:
     step(); n += 1
-torch.cuda.synchronize()
+_sync(device)
 print(n * x.shape[0] / (time.perf_counter() - start))
 """
 
 
-def bench_packed(arch: str, batch: int, seconds: float) -> list[dict]:
-    """N processes training edge-popup at once on GPU 0 (as N trials at 1/N GPU each): total images/s."""
+def bench_packed(device: torch.device, arch: str, batch: int, seconds: float) -> list[dict]:
+    """N processes training edge-popup at once on one device (on CUDA: N trials at 1/N GPU each), total
+    images/s. (On a CPU the processes share its cores, so this shows only the contention.)"""
     rows = []
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for n in (1, 2, 4):
-        procs = [subprocess.Popen([sys.executable, "-c", _PACKED_WORKER, arch, str(batch), str(seconds)], cwd=REPO,
-                                  env=env, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+        procs = [subprocess.Popen([sys.executable, "-c", _PACKED_WORKER, arch, str(batch), str(seconds), str(device)],
+                                  cwd=REPO, env=env, stdout=subprocess.PIPE, text=True) for _ in range(n)]
         rates = [float(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
         rows.append({"arch": arch, "processes": n, "images_per_s_total": sum(rates)})
     for row in rows:
@@ -397,6 +398,7 @@ def main(argv: list[str]) -> int:
                    help="also time compiled steps (default: on CUDA only; a compile takes a minute on a CPU)")
     p.add_argument("--packed", action=argparse.BooleanOptionalAction, default=None,
                    help="N = 1, 2, 4 processes on one GPU (default: on CUDA)")
+    p.add_argument("--packed-seconds", type=float, default=20.0, help="how long each packed process trains")
     p.add_argument("--tables-trials", type=int, default=1000, help="simulated trials for the tables callback")
     p.add_argument("--json", help="also write the measurements to this file")
     args = p.parse_args(argv)
@@ -429,8 +431,8 @@ def main(argv: list[str]) -> int:
             bench_masks(device, rounds))
     section("fixed_costs", "5. fixed costs", bench_fixed_costs(device) + bench_tables(args.tables_trials))
     if (on_cuda if args.packed is None else args.packed):
-        section("packed", "   trials packed on one GPU: N processes training edge-popup at once",
-                bench_packed(archs[-1], args.batch, seconds=20))
+        section("packed", "   trials packed on one device: N processes training edge-popup at once",
+                bench_packed(device, archs[-1], args.batch, seconds=args.packed_seconds))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

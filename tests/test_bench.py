@@ -1,0 +1,22 @@
+"""pipeline.bench runs end to end on this device and writes every section it prints (tiny settings)."""
+import json
+
+from tests.conftest import run_cli
+
+
+def test_the_bench_runs_every_section_and_writes_its_json(tmp_path):
+    out = tmp_path / "bench.json"
+    done = run_cli("pipeline.bench", "--device", "cpu", "--rounds", "1", "--archs", "conv2", "--batch", "8",
+                   "--data-images", "500", "--tables-trials", "20", "--packed", "--packed-seconds", "1",
+                   "--json", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(out.read_text())
+    for section in ("data", "training", "ops", "optimizer_ops", "masks", "fixed_costs", "packed"):
+        assert results[section], section
+    assert {row["loader"].split()[0] for row in results["data"]} == {
+        "device", "torchvision_0w", "torchvision_1w", "torchvision_2w", "torchvision_auto"}
+    variants = {row["variant"] for row in results["training"]}
+    assert {"dense", "ep", "ep_seed_mask", "pab_psg", "imp"} <= variants
+    assert all(row["host_syncs"] == 0 for row in results["ops"])  # what the bench prints, every algorithm
+    assert [row["processes"] for row in results["packed"]] == [1, 2, 4]
+    assert "1. data path" in done.stdout and "5. fixed costs" in done.stdout
