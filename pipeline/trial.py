@@ -137,8 +137,21 @@ def failing_once(run: Callable[[], None], run_hash: str, sweep_uri: str, fingerp
                                             "version_fingerprint": fingerprint, "retried": False})
 
 
+def quiet_when_stopped() -> None:
+    """Ray stops a trial's process with SIGTERM (ASHA, the end of a sweep), and its handler raises
+    SystemExit wherever Python is. Landing in a weakref callback, that prints "Exception ignored in ..."
+    with a traceback to the sweep's console. The process is stopping as asked: print nothing then."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, SystemExit):
+            previous(unraisable)
+    sys.unraisablehook = hook
+
+
 def single_worker_trial(params: dict[str, Any], *, base: dict[str, Any], cpus: float, storage: str, label: str,
                         sweep_uri: str, fingerprint: str, plugins: list[str] = ()) -> None:
+    quiet_when_stopped()
     _limit_threads(cpus)
     run_hash = params["trial"]["id"]
     failing_once(lambda: _single_worker(params, base, storage, label, plugins), run_hash, sweep_uri, fingerprint)
@@ -160,6 +173,7 @@ def ddp_worker_loop(loop_config: dict[str, Any]) -> None:
     """Runs on every Ray Train worker; torch.distributed is already initialised by TorchTrainer. Each
     (re)start of the worker group resumes from the store's newest checkpoint; rank 0 writes it."""
     import ray.train
+    quiet_when_stopped()
     _limit_threads(loop_config["cpus"])
     import_plugins(loop_config.get("plugins", []))
     cfg: RunConfig = config_from_dict(loop_config["run_config"])

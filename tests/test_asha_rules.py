@@ -9,6 +9,7 @@ from pipeline.cli import run_main
 from pipeline.spec import load_sweep
 from pipeline.sweep import main as sweep_command
 from pipeline.sweep_view import expand_trials
+from tests.conftest import REPO
 from tests.test_sweep import write_spec
 
 ASHA = {"name": "asha", "metric": "val_acc", "mode": "max", "grace_period": 1, "reduction_factor": 2}
@@ -73,3 +74,21 @@ def test_a_relative_storage_is_refused_inside_a_ray_job(tmp_path, capsys, monkey
     assert "error: --storage: 'out' is relative" in capsys.readouterr().err
     assert run_main(sweep_command, [str(spec), "--storage", str(tmp_path / "abs"), "--dry-run"]) == 0
     assert not (tmp_path / "results").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_trial_stopped_inside_a_weakref_callback_prints_no_traceback():
+    """Ray's SIGTERM handler raises SystemExit wherever the trial is; inside a weakref callback Python
+    would print 'Exception ignored in ...' and a traceback to the sweep's console."""
+    import subprocess
+    import sys
+
+    code = ("import weakref, gc\n{setup}\n"
+            "class A: pass\n"
+            "def stop(_): raise SystemExit(1)\n"
+            "a = A(); r = weakref.ref(a, stop); del a; gc.collect()\n"
+            "print('alive')\n")
+    for setup, noisy in (("", True), ("from pipeline.trial import quiet_when_stopped; quiet_when_stopped()", False)):
+        done = subprocess.run([sys.executable, "-c", code.format(setup=setup)], capture_output=True, text=True,
+                              cwd=REPO)
+        assert done.stdout.strip() == "alive"
+        assert ("Exception ignored" in done.stderr) == noisy, done.stderr
