@@ -33,6 +33,7 @@ from hiddennets.errors import ConfigError
 from pipeline.asha_phases import check_asha_comparable, check_metric_measured
 from pipeline.cli import run_main
 from pipeline.spec import SweepSpec, load_sweep, parse_overrides
+from pipeline.worker_noise import stopped_trials_quiet
 from pipeline.sweep_view import SweepTrial, check_sweep_name, expand_trials, record_version, write_view
 
 DDP_DRIVER_MEMORY = 256 * 1024 ** 2
@@ -235,7 +236,7 @@ def main(argv: list[str]) -> int:
         print(describe(spec, trials, RunStore(spec.storage)), flush=True)
         print(check_datasets(trials))
         return 0
-    with Interrupts().installed() as interrupts:
+    with Interrupts().installed() as interrupts, stopped_trials_quiet():
         return run_sweep(args, spec, trials, interrupts)
 
 

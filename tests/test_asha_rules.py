@@ -92,3 +92,35 @@ def test_a_trial_stopped_inside_a_weakref_callback_prints_no_traceback():
                               cwd=REPO)
         assert done.stdout.strip() == "alive"
         assert ("Exception ignored" in done.stderr) == noisy, done.stderr
+
+
+def test_the_driver_drops_a_stopped_trials_unraisable_systemexit_block_and_nothing_else():
+    """The lines Ray forwarded in a CI run, when SIGTERM reached a trial still importing (before its own
+    hook): the block goes, a real error block and every other line stay, interleaved pids included."""
+    import io
+
+    from pipeline.worker_noise import WithoutStoppedTrialNoise
+
+    def worker(pid, text):
+        return f"\x1b[36m(single_worker_trial pid={pid})\x1b[0m {text}\n"
+
+    noise = [worker(8790, line) for line in (
+        "Exception ignored in: <function WeakSet.__init__.<locals>._remove at 0x7f2ce675a480>",
+        "Traceback (most recent call last):",
+        '  File "/root/.pyenv/versions/3.11.7/lib/python3.11/_weakrefset.py", line 39, in _remove',
+        "    def _remove(item, selfref=ref(self)):", "",
+        '  File "/tmp/ci/.venv/lib/python3.11/site-packages/ray/_private/worker.py", line 1063, in sigterm_handler',
+        "    raise_sys_exit_with_custom_error_message(",
+        '  File "python/ray/_raylet.pyx", line 712, in ray._raylet.raise_sys_exit_with_custom_error_message',
+        "SystemExit: 1")]
+    real = [worker(8791, line) for line in (
+        "Exception ignored in: <function Thing.__del__ at 0x1>", "Traceback (most recent call last):",
+        '  File "x.py", line 1, in __del__', "ValueError: a real problem")]
+    plain = ["SIGTERM received: stopping the sweep\n", worker(8792, "epoch 3/5 done")]
+    out = io.StringIO()
+    stream = WithoutStoppedTrialNoise(out)
+    for a, b in zip(noise, real + plain + [""] * 9):  # two workers' blocks interleaved, written in pieces
+        stream.write(a[:10])
+        stream.write(a[10:] + b)
+    stream.close_blocks()
+    assert out.getvalue() == "".join(real + plain)
