@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import atexit
 import os
 import signal
 import sys
@@ -340,12 +341,41 @@ def ray_session(args, spec: SweepSpec, interrupts: Interrupts):
     finally:
         started_here = [] if args.address else local_ray_processes()
         ray.shutdown()
-        stop_leftovers(started_here)
+        if not args.address:
+            # also what Ray spawned after that snapshot (a raylet starting workers as it was stopped):
+            # orphaned by then, such a process is no child, but still in this driver's process group;
+            # a second look catches what the first ones spawned during the grace period
+            started_here += ray_processes_in_my_group(started_here)
+            stop_leftovers(started_here)
+            stop_leftovers(ray_processes_in_my_group([]), grace_s=1.0)
+        else:
+            stop_leftovers(started_here)
 
 
 def local_ray_processes() -> list:
     import psutil
     return psutil.Process().children(recursive=True)
+
+
+def ray_processes_in_my_group(known: list) -> list:
+    """Ray's processes in this driver's process group (or its session, when the driver leads it) that
+    `known` does not list: never another group's, and only Ray's, so a user's shell or a `| tee`
+    beside the driver is never touched."""
+    import psutil
+    group, me, seen = os.getpgid(0), os.getpid(), {p.pid for p in known}
+    own_session = os.getsid(0) == me  # a session leader (nohup, a scheduler, a test): the session is ours alone
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            ours = os.getpgid(process.pid) == group or (own_session and os.getsid(process.pid) == me)
+            if process.pid in seen or process.pid == me or not ours:
+                continue
+        except (ProcessLookupError, PermissionError):
+            continue
+        cmdline = " ".join(process.info.get("cmdline") or [])
+        if "ray::" in cmdline or "/ray/" in cmdline:
+            found.append(process)
+    return found
 
 
 def stop_leftovers(processes: list, grace_s: float = 5.0) -> None:
@@ -359,4 +389,13 @@ def stop_leftovers(processes: list, grace_s: float = 5.0) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    code = run_main(main)
+    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        # Interrupted: the tables, the report and the hint are out. The exit handlers (Ray's,
+        # multiprocessing's) still run, but not the interpreter's teardown, which can crash (SIGSEGV) with
+        # Ray's and torch's native threads half stopped after an interrupt.
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
