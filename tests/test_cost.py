@@ -14,7 +14,6 @@ from hiddennets import build_model, load_config
 from hiddennets.checkpoint import load_checkpoint
 from hiddennets.cost import CostMeter, layer_counts
 from hiddennets.masks import kept_count
-from hiddennets.validation import config_from_dict
 from pipeline.analysis import load, load_layers, results_view
 from pipeline.published import compare, published
 from tests.conftest import run_cli
