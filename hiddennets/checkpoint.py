@@ -84,8 +84,9 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write `state` as the newest checkpoint at `path`; the one it replaces becomes the previous."""
+def save_checkpoint(state: dict[str, Any], path: Path, keep_previous: bool = True) -> None:
+    """Write `state` as the newest checkpoint at `path`; the one it replaces becomes the previous.
+    `keep_previous=False` keeps only the new one (a scratch folder whose fallback is kept elsewhere)."""
     path, previous = Path(path), previous_path(path)
     buffer = io.BytesIO()
     torch.save(state, buffer)
@@ -96,6 +97,11 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         old = {"pending": [_sha256(p.read_bytes()) for p in (path, previous) if p.is_file()]}
     interrupted = bool(old.get("pending"))  # an earlier save died part-way: the names may not match
     write_json({**old, "pending": sorted({*old.get("pending", []), new})}, digests_path(path))
+    if not keep_previous:
+        _replace_atomically(path, lambda fh: fh.write(blob))
+        write_json({"current": new}, digests_path(path))
+        previous.unlink(missing_ok=True)
+        return
     kept = None
     if path.exists():
         kept = None if interrupted else old.get("current")

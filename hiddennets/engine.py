@@ -213,12 +213,15 @@ def _restore(ckpt_path: Path, info: DistInfo, repair: bool = True) -> dict[str, 
 
 
 def train(cfg: RunConfig, run_dir: str | Path | None = None, callbacks: Iterable[EpochCallback] = (),
-          log: Callable[[str], None] | None = print, tensorboard: bool = True) -> dict[str, Any]:
+          log: Callable[[str], None] | None = print, tensorboard: bool = True,
+          previous_checkpoint: bool = True) -> dict[str, Any]:
     """Train one run to completion (resuming from its checkpoint if one exists); return its result.
 
     Under torch.distributed every rank calls this; data is sharded by rank, evaluation metrics are
     summed across ranks and only rank 0 writes files. Callbacks run on every rank after each epoch.
-    `tensorboard=False` leaves out the run's own TensorBoard log (a Ray trial has Tune's).
+    `tensorboard=False` leaves out the run's own TensorBoard log (a Ray trial has Tune's);
+    `previous_checkpoint=False` keeps one checkpoint generation (a trial's scratch folder: the run
+    store keeps the fallback).
     """
     info = dist_info()
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
@@ -227,7 +230,8 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, callbacks: Iterable
     _on_main(info, lambda: claim_run_dir(run_dir, cfg), ConfigError)
     with contextlib.ExitStack() as stack:
         read_only = _on_main(info, lambda: _lock_run(stack, run_dir), ConfigError)
-        return _train_locked(cfg, run_dir, (datasets, tensors), info, list(callbacks), log, tensorboard, read_only)
+        return _train_locked(cfg, run_dir, (datasets, tensors), info, list(callbacks), log,
+                            dict(tensorboard=tensorboard, previous_checkpoint=previous_checkpoint), read_only)
 
 
 def _lock_run(stack: contextlib.ExitStack, run_dir: Path) -> bool:
@@ -246,7 +250,8 @@ def _lock_run(stack: contextlib.ExitStack, run_dir: Path) -> bool:
 
 
 def _train_locked(cfg: RunConfig, run_dir: Path, data, info: DistInfo, callbacks: list[EpochCallback],
-                  log: Callable[[str], None] | None, tensorboard: bool, read_only: bool) -> dict[str, Any]:
+                  log: Callable[[str], None] | None, output_options: dict[str, bool], read_only: bool
+                  ) -> dict[str, Any]:
     device = resolve_device(cfg, info)
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -275,7 +280,7 @@ def _train_locked(cfg: RunConfig, run_dir: Path, data, info: DistInfo, callbacks
         if log and info.is_main:
             log(f"resuming {run_dir} from epoch {state.epoch}")
 
-    outputs = default_outputs(run_dir, log, tensorboard) if info.is_main else []
+    outputs = default_outputs(run_dir, log, **output_options) if info.is_main else []
     shape = DATASETS[cfg.dataset].info
     run = _Run(cfg, run_dir, algorithm, model, device, info, make_loaders(cfg, info, *data, device), outputs,
                callbacks, total, CostMeter(shape.in_channels, shape.image_size), frozen)

@@ -46,12 +46,16 @@ class CheckpointWriter:
     """checkpoint.pt: all the state needed to continue exactly (hiddennets.checkpoint keeps two generations),
     less the frozen random weights, rebuilt from the seed at resume (hiddennets.frozen_weights)."""
 
+    def __init__(self, keep_previous: bool = True):
+        self.keep_previous = keep_previous
+
     def write(self, end: EpochEnd) -> None:
         model, regenerated = end.frozen.model_state(end.model) if end.frozen else (end.model.state_dict(), {})
         save_checkpoint({"format": CHECKPOINT_FORMAT, "config": end.cfg.to_dict(), "epoch": end.epoch,
                          "phase": end.phase, "history": end.history, "model": model, REGENERATED: regenerated,
                          "optimizer": [opt.state_dict() for opt in end.optimizers],
-                         "scheduler": [sched.state_dict() for sched in end.schedulers]}, end.run_dir / CHECKPOINT)
+                         "scheduler": [sched.state_dict() for sched in end.schedulers]}, end.run_dir / CHECKPOINT,
+                        self.keep_previous)
 
     def close(self) -> None:
         pass
@@ -103,10 +107,12 @@ class ConsoleLine:
         pass
 
 
-def default_outputs(run_dir: Path, log: Callable[[str], None] | None, tensorboard: bool = True) -> list[Output]:
-    """The outputs of a run, in their fixed order. Under Ray Tune the trial passes tensorboard=False:
-    Tune keeps the trial's one TensorBoard log from the reported metrics."""
-    outputs: list[Output] = [CheckpointWriter(), MetricsLog()]
+def default_outputs(run_dir: Path, log: Callable[[str], None] | None, tensorboard: bool = True,
+                    previous_checkpoint: bool = True) -> list[Output]:
+    """The outputs of a run, in their fixed order. Under Ray Tune the trial passes tensorboard=False
+    (Tune keeps the trial's one TensorBoard log from the reported metrics) and previous_checkpoint=False
+    (its run folder is scratch; the run store keeps the fallback generation)."""
+    outputs: list[Output] = [CheckpointWriter(previous_checkpoint), MetricsLog()]
     if tensorboard:
         outputs.append(TensorBoardLog(run_dir))
     if log is not None:

@@ -1,7 +1,8 @@
 """The run store: one entry per run hash under a storage root, shared by every sweep in that root.
 
     <storage>/runs/<hash>/record.json          config, epochs planned, the epoch history, the checkpoints
-    <storage>/runs/<hash>/ckpt/<epoch>-<sha>.pt  the newest two checkpoints (torch files, loaded weights_only)
+    <storage>/runs/<hash>/ckpt/<epoch>-<sha>.pt  the newest two checkpoints of a partial run, the last one of a
+                                                complete run (torch files, loaded weights_only)
     <storage>/runs/<hash>/.lease               who trains the run now (pipeline.run_lease)
 
 The store holds the checkpoints itself, through pyarrow's filesystems (a local path, file://, s3://):
@@ -36,7 +37,9 @@ RUNS = "runs"
 RECORD = "record.json"
 CHECKPOINTS = "ckpt"
 RECORD_FORMAT = 1
-KEEP_CHECKPOINTS = 2  # the newest and the one before: a damaged newest falls back, as in single runs
+# A partial run keeps the newest and the one before (a damaged newest falls back, as in single runs);
+# a complete run is never resumed, so it keeps only its last checkpoint (for analysis and reuse).
+KEEP_CHECKPOINTS = 2
 
 
 def join(*parts: str) -> str:
@@ -212,7 +215,9 @@ class RunStore:
         digest = sha256(checkpoint)
         name = f"{CHECKPOINTS}/{epoch:05d}-{digest[:12]}.pt"
         self.write_atomic(self.path_of(record.hash, name), checkpoint)
-        kept = [{"file": name, "epoch": epoch, "sha256": digest}] + record.checkpoints[:KEEP_CHECKPOINTS - 1]
+        complete = epoch >= record.epochs_planned
+        kept = [{"file": name, "epoch": epoch, "sha256": digest}] + \
+            ([] if complete else record.checkpoints[:KEEP_CHECKPOINTS - 1])
         new = RunRecord(record.hash, record.config, record.epochs_planned, record.history + [row], kept, time.time())
         self.write_atomic(self.path_of(record.hash, RECORD), new.to_json().encode())
         self.drop_unlisted_checkpoints(new)

@@ -165,7 +165,7 @@ def _single_worker(params, base, storage, label, plugins) -> None:
     def train_rest(record: RunRecord, run_dir: Path) -> None:
         # Tune keeps the trial's TensorBoard log from the reports: no second one inside the run folder
         train(cfg, run_dir, callbacks=[epoch_committer(store, record, run_dir, label, tune.report, writer=True)],
-              log=None, tensorboard=False)
+              log=None, tensorboard=False, previous_checkpoint=False)
     in_store(cfg, store, tune.report, train_rest)
 
 
@@ -185,7 +185,7 @@ def ddp_worker_loop(loop_config: dict[str, Any]) -> None:
         restore_into(store, record, run_dir, repair=False)  # the trial process already chose a usable one
         reporter = epoch_committer(store, record, run_dir, loop_config["label"],
                                    lambda row: ray.train.report(row), writer=rank == 0)
-        train(cfg, run_dir, callbacks=[reporter], log=None, tensorboard=False)
+        train(cfg, run_dir, callbacks=[reporter], log=None, tensorboard=False, previous_checkpoint=False)
 
 
 def ddp_trial(params: dict[str, Any], *, base: dict[str, Any], workers: int, cpus: float, gpus: float,

@@ -111,6 +111,9 @@ def test_tinyimagenet_folders_go_on_the_device_and_imagenet_stays_on_torchvision
     tensors = on_device(cfg, datasets)
     assert tensors is not None and tensors[0].images.shape == (10, 3, 64, 64)
     assert tensors[0].augmentation.pad == 4 and tensors[0].augmentation.flip == 0.5
+    # Gem-Miner's Tiny-ImageNet transform (ksreenivasan/pruning_is_enough data/tinyimagenet.py): its own stats
+    assert tensors[0].augmentation.mean == pytest.approx((0.48024578664982126, 0.44807218089384643, 0.3975477478649648))
+    assert tensors[0].augmentation.std == pytest.approx((0.2769864069088257, 0.26906448510256, 0.282081906210584))
     # the decoded pixels are the torchvision path's (the folder's own PIL loader)
     plain = Image.open(datasets[2].samples[1][0]).convert("RGB")
     assert torch.equal(tensors[2].images[1], TF.pil_to_tensor(plain))

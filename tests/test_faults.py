@@ -167,6 +167,22 @@ def test_a_tampered_checkpoint_cannot_run_code_even_with_a_matching_digest(tmp_p
     assert not marker.exists()
 
 
+def test_a_scratch_folder_keeps_one_checkpoint_generation_with_its_digest(tmp_path):
+    # A Ray trial's run folder is scratch (the run store keeps the fallback): one file, still checked.
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"epoch": 1, "model": {"w": torch.ones(2)}}, path)
+    save_checkpoint({"epoch": 2, "model": {"w": torch.ones(2)}}, path)
+    assert (tmp_path / "checkpoint.prev.pt").is_file()
+    save_checkpoint({"epoch": 3, "model": {"w": torch.ones(2)}}, path, keep_previous=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "checkpoint.sha256.json"]
+    manifest = json.loads((tmp_path / "checkpoint.sha256.json").read_text())
+    assert manifest == {"current": hashlib.sha256(path.read_bytes()).hexdigest()}
+    assert load_latest_checkpoint(path)["epoch"] == 3
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(CheckpointError):  # no previous generation to fall back to: refused, not restarted
+        load_latest_checkpoint(path)
+
+
 def test_a_loss_that_becomes_nan_stops_the_run_as_diverged_and_keeps_the_last_good_checkpoint(tmp_path):
     # lr 0.1 for epoch 1, then x1e13: dense training blows up in epoch 2
     cfg = config_from_dict({**CONFIG, "algo": "dense", "epochs": 3,

@@ -44,18 +44,23 @@ def trained(store: RunStore, cfg, epochs: int):
     return record
 
 
-def test_a_record_names_only_the_two_newest_complete_checkpoints_and_reads_back_equal(tmp_path):
-    cfg = config_from_dict(BASE)
+def test_a_partial_run_keeps_its_two_newest_checkpoints_a_complete_run_its_last_only(tmp_path):
+    cfg = config_from_dict(BASE, {"epochs": 4})
     store = RunStore(str(tmp_path))
     record = trained(store, cfg, 3)
     folder = tmp_path / "runs" / config_hash(cfg)
-    assert sorted(p.name.split("-")[0] for p in (folder / "ckpt").iterdir()) == ["00002", "00003"]
+    on_disk = lambda: sorted(p.name.split("-")[0] for p in (folder / "ckpt").iterdir())  # noqa: E731
+    assert on_disk() == ["00002", "00003"] and not record.complete  # the fallback a resume may need
+    assert [c["epoch"] for c in store.read(config_hash(cfg)).record.checkpoints] == [3, 2]
+    record = store.commit_epoch(record, row(4), ckpt(4))
+    assert on_disk() == ["00004"]  # never resumed again: one copy, for analysis
     again = store.read(config_hash(cfg)).record
-    assert again.history == record.history and again.complete and again.epochs_planned == 3
-    assert [c["epoch"] for c in again.checkpoints] == [3, 2]
+    assert again.history == record.history and again.complete and again.epochs_planned == 4
+    assert [c["epoch"] for c in again.checkpoints] == [4]
+    assert store.load_checkpoint(again, print)[1]["epoch"] == 4
     assert not list(folder.rglob(".*tmp*"))  # every write went through a temporary and a rename
-    with pytest.raises(ValueError, match="epoch 5 does not follow 3"):
-        store.commit_epoch(again, row(5), ckpt(5))
+    with pytest.raises(ValueError, match="epoch 6 does not follow 4"):
+        store.commit_epoch(again, row(6), ckpt(6))
 
 
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_and_cuts_the_record_back(tmp_path):

@@ -68,6 +68,11 @@ def test_asha_stops_hopeless_trials_and_every_epoch_is_in_the_tables(tmp_path):
     assert (trials.sparsity == 1 - trials.density).all()
     ep = trials[(trials.algo == "ep") & (trials.density == 0.5)].iloc[0]
     assert ep.status == "completed" and ep.best_val_acc > 90
+    # the copies resume needs, no more: a complete run keeps its last checkpoint, a stopped one its two newest
+    for row in trials.itertuples():
+        kept = sorted(p.name[:5] for p in (tmp_path / "out" / "runs" / row.config_hash / "ckpt").glob("*.pt"))
+        newest = [f"{e:05d}" for e in range(1, row.epochs_completed + 1)]
+        assert kept == (newest[-1:] if row.status == "completed" else newest[-2:]), (row.status, kept)
     # per-trial TensorBoard logs under the sweep folder
     for trial_id in trials.trial_id:
         assert list((tmp_path / "out" / "asha" / "tune").glob(f"attempt-*/trial_{trial_id}/events.out.tfevents.*"))

@@ -61,4 +61,4 @@ def _load(name: str, tfs):
 
 
 load_imagenet = _load("imagenet", transforms.imagenet)
-load_tinyimagenet = _load("tinyimagenet", lambda augment: transforms.small_image(transforms.IMAGENET_STATS, 64, augment))
+load_tinyimagenet = _load("tinyimagenet", lambda augment: transforms.small_image(transforms.TINYIMAGENET_STATS, 64, augment))
