@@ -33,13 +33,27 @@ class FrozenWeights:
 
     def __init__(self, model: nn.Module):
         self.at_build = {name: tensor_digest(p) for name, p in model.named_parameters()}
+        # (storage address, version counter) of a parameter last seen equal to its digest: torch bumps
+        # a tensor's version on every in-place write and a new .data has a new address, so while both
+        # hold the bytes cannot have changed and the epoch's checkpoint skips hashing them again (on a
+        # GPU that would copy every frozen weight to the host each epoch)
+        self._verified: dict[str, tuple[int, int]] = {}
+
+    def _unchanged(self, name: str, p: torch.Tensor) -> bool:
+        seen = (p.data_ptr(), p._version)
+        if self._verified.get(name) == seen:
+            return True
+        if tensor_digest(p) != self.at_build[name]:
+            return False
+        self._verified[name] = seen
+        return True
 
     def model_state(self, model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         """(state_dict without the regenerable parameters, {their names: digests})."""
         state = model.state_dict()
         regenerated = {}
         for name, p in model.named_parameters():
-            if not p.requires_grad and name in self.at_build and tensor_digest(p) == self.at_build[name]:
+            if not p.requires_grad and name in self.at_build and self._unchanged(name, p):
                 regenerated[name] = self.at_build[name]
                 state.pop(name, None)
         return state, regenerated

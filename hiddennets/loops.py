@@ -14,6 +14,7 @@ from torch.utils.data import DistributedSampler
 
 from hiddennets.algorithms import Algorithm
 from hiddennets.config import RunConfig
+from hiddennets.data.device_path import batch_memory_format
 from hiddennets.distributed import DistInfo, all_reduce_sum
 
 
@@ -29,10 +30,10 @@ def seed_epoch(cfg: RunConfig, epoch: int, info: DistInfo, sampler: DistributedS
 
 
 def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A batch on the run's device; image batches channels-last on CUDA (the model is too: cuDNN's
-    fast convolution kernels want NHWC). Values and logical indexing are unchanged."""
-    if device.type == "cuda" and x.dim() == 4:
-        return x.to(device, non_blocking=True, memory_format=torch.channels_last)
+    """A batch on the run's device, image batches in `batch_memory_format` (a device-path batch is
+    made there in that layout already: then this is a no-op)."""
+    if x.dim() == 4:
+        return x.to(device, non_blocking=True, memory_format=batch_memory_format(device))
     return x.to(device, non_blocking=True)
 
 

@@ -137,6 +137,20 @@ def test_augmentations_the_device_path_cannot_reproduce_are_refused():
             augmentation_of(bad, 32)
 
 
+def test_a_channels_last_batch_is_made_in_that_layout_with_the_same_values():
+    # on CUDA the batch is written channels-last by its one float copy (no second copy to reorder it)
+    from hiddennets.data.device_path import Augmentation, augment_batch, batch_memory_format
+    assert batch_memory_format(torch.device("cuda")) == torch.channels_last
+    assert batch_memory_format(torch.device("cpu")) == torch.contiguous_format
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    aug = Augmentation(pad=2, flip=0.5, to_unit=True, mean=CIFAR10_STATS[0], std=CIFAR10_STATS[1])
+    crops = (torch.tensor([0, 1, 2, 3, 4]), torch.tensor([4, 3, 2, 1, 0]), torch.tensor([True, False, True, False, True]))
+    plain = augment_batch(images, aug, *crops)
+    nhwc = augment_batch(images, aug, *crops, memory_format=torch.channels_last)
+    assert plain.is_contiguous() and nhwc.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(plain, nhwc)
+
+
 def _shard_worker(rank, world, port, root, results):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:

@@ -45,3 +45,30 @@ def test_a_weight_that_would_not_come_back_bit_identical_fails_the_resume(tmp_pa
         next(p for n, p in model.named_parameters() if n in saved[KEY]).mul_(1.0000001)  # another RNG, say
     with pytest.raises(CheckpointError, match="rebuilt from the seed differ"):
         restore_model_state(model, saved, "ckpt")
+
+
+def test_a_frozen_weight_written_in_place_after_a_checkpoint_is_stored_again(monkeypatch):
+    # Later checkpoints skip re-hashing a weight whose storage and version counter are unchanged; any
+    # in-place write (under no_grad too) or a new .data must bring the bytes back into the checkpoint.
+    from hiddennets import frozen_weights
+    from hiddennets.frozen_weights import FrozenWeights
+
+    model = build_model(config_from_dict({"epochs": 1}))
+    frozen = FrozenWeights(model)
+    name, weight = next((n, p) for n, p in model.named_parameters() if not p.requires_grad)
+    assert name in frozen.model_state(model)[1]
+    hashed = []
+    real = frozen_weights.tensor_digest
+    monkeypatch.setattr(frozen_weights, "tensor_digest", lambda t: hashed.append(t) or real(t))
+    state, regenerated = frozen.model_state(model)
+    assert not hashed and name in regenerated and name not in state  # unchanged: not hashed again
+    with torch.no_grad():
+        weight.mul_(-1).mul_(-1)  # written in place (the same bytes again): hashed, still rebuilt
+    assert name in frozen.model_state(model)[1] and len(hashed) == 1
+    with torch.no_grad():
+        weight.add_(1.0)
+    state, regenerated = frozen.model_state(model)
+    assert name not in regenerated and torch.equal(state[name], weight)
+    weight.data = torch.zeros_like(weight)  # a new tensor under the same parameter
+    state, regenerated = frozen.model_state(model)
+    assert name not in regenerated and torch.equal(state[name], torch.zeros_like(weight))

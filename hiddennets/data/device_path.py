@@ -148,10 +148,18 @@ def image_bytes(dataset: Dataset, channels: int, size: int) -> int:
     return len(dataset) * channels * size * size
 
 
+def batch_memory_format(device: torch.device) -> torch.memory_format:
+    """How image batches are laid out on `device`: channels-last on CUDA (the model is too: cuDNN's fast
+    convolution kernels want NHWC). Values and logical indexing are the same either way."""
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
 def augment_batch(images: torch.Tensor, aug: Augmentation, rows: torch.Tensor | None = None,
-                  cols: torch.Tensor | None = None, flips: torch.Tensor | None = None) -> torch.Tensor:
-    """A batch (B, C, H, W) as the model sees it. `rows`/`cols` (B,) are crop offsets into the image
-    padded by `aug.pad`; `flips` (B,) bools. The crop and the flip are one gather."""
+                  cols: torch.Tensor | None = None, flips: torch.Tensor | None = None,
+                  memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """A batch (B, C, H, W) as the model sees it, laid out in `memory_format` (the float copy writes it
+    so: no second copy to reorder it). `rows`/`cols` (B,) are crop offsets into the image padded by
+    `aug.pad`; `flips` (B,) bools. The crop and the flip are one gather."""
     if rows is not None:
         b, c, h, w = images.shape
         padded = F.pad(images, (aug.pad,) * 4) if aug.pad else images
@@ -162,10 +170,10 @@ def augment_batch(images: torch.Tensor, aug: Augmentation, rows: torch.Tensor | 
         picked_rows = padded.gather(2, ys[:, None, :, None].expand(b, c, h, padded.shape[3]))
         images = picked_rows.gather(3, xs[:, None, None, :].expand(b, c, h, w))
     if not aug.to_unit:
-        return images.contiguous()
+        return images.contiguous(memory_format=memory_format)
     # the same ops as ToTensor and Normalize (div by 255, then sub_ and div_ by (C, 1, 1) tensors), so the
     # values are bit-identical to the torchvision path's; in place, one float copy
-    x = images.float().div_(255)
+    x = images.to(torch.float32, memory_format=memory_format).div_(255)
     if aug.mean is not None:
         x.sub_(torch.as_tensor(aug.mean, device=x.device).view(-1, 1, 1))
         x.div_(torch.as_tensor(aug.std, device=x.device).view(-1, 1, 1))
@@ -187,6 +195,7 @@ class DeviceTrainLoader:
 
     def __init__(self, data: ImageTensors, sampler: DistributedSampler, batch_size: int):
         self.data, self.sampler, self.batch_size = data, sampler, batch_size
+        self.memory_format = batch_memory_format(data.images.device)
         self.epoch_generator = torch.Generator()  # re-seeded by seed_epoch
 
     def __len__(self) -> int:
@@ -203,8 +212,8 @@ class DeviceTrainLoader:
             part = slice(start, start + self.batch_size)
             idx = order[part]
             images = self.data.images.index_select(0, idx)
-            x = augment_batch(images, self.data.augmentation, *(t[part] for t in draws)) if draws is not None \
-                else augment_batch(images, self.data.augmentation)
+            crops = tuple(t[part] for t in draws) if draws is not None else (None, None, None)
+            x = augment_batch(images, self.data.augmentation, *crops, memory_format=self.memory_format)
             yield x, self.data.labels.index_select(0, idx)
 
 
@@ -214,6 +223,7 @@ class DeviceEvalLoader:
     def __init__(self, data: ImageTensors, batch_size: int, rank: int = 0, world_size: int = 1):
         self.data, self.batch_size = data, batch_size
         self.indices = torch.arange(rank, len(data), world_size, device=data.images.device)
+        self.memory_format = batch_memory_format(data.images.device)
 
     def __len__(self) -> int:
         return math.ceil(len(self.indices) / self.batch_size)
@@ -223,4 +233,5 @@ class DeviceEvalLoader:
         plain = Augmentation(to_unit=aug.to_unit, mean=aug.mean, std=aug.std)
         for start in range(0, len(self.indices), self.batch_size):
             idx = self.indices[start:start + self.batch_size]
-            yield augment_batch(self.data.images.index_select(0, idx), plain), self.data.labels.index_select(0, idx)
+            yield (augment_batch(self.data.images.index_select(0, idx), plain, memory_format=self.memory_format),
+                   self.data.labels.index_select(0, idx))
