@@ -4,7 +4,7 @@ measured pace and the best value of the scheduler's metric so far.
     progress: 3/8 trials done (2 completed, 1 stopped_early), 2 running, 3 pending | epochs 52/120 |
               ETA 1m10s at 0.95 epochs/s (at most: ASHA stops some early) | best val_acc 97.22 (7b43647b49)
 
-Printed at most every `interval_s` while results arrive, and whenever a trial ends. Epochs replayed
+Printed at most every `interval_s` while results arrive, and whenever a trial's end changes it. Epochs replayed
 from the run store count as done but not in the pace, which is epochs trained here per second since
 the first trial started (all trials together, so it includes their start-up).
 """
@@ -49,7 +49,7 @@ class Progress(tune.Callback):
         self.metric, self.sign, self.asha = metric, 1.0 if mode == "max" else -1.0, asha
         self.best: tuple[float, str] | None = None
         self.interval_s, self.on_step, self.interrupted = interval_s, on_step, interrupted
-        self._trained, self._started_at, self._last_line_at = 0, None, 0.0
+        self._trained, self._started_at, self._last_line_at, self._last_line = 0, None, 0.0, ""
 
     def line(self) -> str:
         counts: dict[str, int] = {}
@@ -77,9 +77,13 @@ class Progress(tune.Callback):
 
     def _print(self, force: bool) -> None:
         now = time.monotonic()
-        if force or now - self._last_line_at >= self.interval_s:
-            print(self.line(), flush=True)
-            self._last_line_at = now
+        line = self.line()
+        # A trial's end forces a line; trials replayed from the store end in a burst with nothing
+        # changed, so a forced line equal to the last one says nothing. The timed line still repeats:
+        # it is the heartbeat of a slow epoch.
+        if (force and line != self._last_line) or now - self._last_line_at >= self.interval_s:
+            print(line, flush=True)
+            self._last_line, self._last_line_at = line, now
 
     def on_step_begin(self, iteration, trials, **info):
         if self.on_step is not None:

@@ -323,6 +323,9 @@ def ray_session(args, spec: SweepSpec, interrupts: Interrupts):
     # Read when Ray is imported, so it comes first: Tune warns about frequent experiment snapshots
     # on every trial when epochs are short.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's new console output prints its experiment box and a TensorBoard hint even at verbose=0;
+    # the classic reporter at verbose=0 prints nothing, so our progress line is the whole console.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if args.address:
         use_cluster_token()
     import ray

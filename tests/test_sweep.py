@@ -50,6 +50,8 @@ def test_asha_stops_hopeless_trials_and_every_epoch_is_in_the_tables(tmp_path):
     # a healthy sweep's console: progress lines with done/total and an ETA, no ERROR, no traceback
     console = proc.stdout + proc.stderr
     assert "ERROR" not in console and "Traceback" not in console, console[-4000:]
+    # nor Tune's own experiment box and TensorBoard hint: the progress line is the console
+    assert "Configuration for experiment" not in console and "tensorboard --logdir" not in console, console[-4000:]
     assert re.search(r"^progress: \d/4 trials done.* \| epochs \d+/\d+ \| ETA \d+(m\d\ds|s) at [0-9.]+ epochs/s", console,
                      re.M), console[-3000:]
     assert re.search(r"^progress: 4/4 trials done \(\d completed, \d stopped_early\) \| epochs (\d+)/\1 \| "
