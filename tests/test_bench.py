@@ -1,9 +1,12 @@
 """pipeline.bench runs end to end on this device and writes every section it prints (tiny settings)."""
 import json
 
+import pytest
+
 from tests.conftest import run_cli
 
 
+@pytest.mark.slow  # 1.5 minutes: every section of the bench, once
 def test_the_bench_runs_every_section_and_writes_its_json(tmp_path):
     out = tmp_path / "bench.json"
     done = run_cli("pipeline.bench", "--device", "cpu", "--rounds", "1", "--archs", "conv2", "--batch", "8",

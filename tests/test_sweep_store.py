@@ -32,6 +32,7 @@ def snapshot(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # 2 minutes: three real Ray sweeps
 def test_a_grown_sweep_trains_only_new_points_another_sweep_reuses_them_and_status_shows_both(tmp_path):
     out = tmp_path / "out"
     spec = write_spec(tmp_path, "grow", base={"epochs": 2}, grid={"density": [0.1, 0.5]}, scheduler=FIFO)
