@@ -77,11 +77,14 @@ class Progress(tune.Callback):
 
     def _print(self, force: bool) -> None:
         now = time.monotonic()
+        timed = now - self._last_line_at >= self.interval_s
+        if not (force or timed):  # most results: no line built, so a result costs nothing per trial
+            return
         line = self.line()
         # A trial's end forces a line; trials replayed from the store end in a burst with nothing
         # changed, so a forced line equal to the last one says nothing. The timed line still repeats:
         # it is the heartbeat of a slow epoch.
-        if (force and line != self._last_line) or now - self._last_line_at >= self.interval_s:
+        if timed or line != self._last_line:
             print(line, flush=True)
             self._last_line, self._last_line_at = line, now
 
